@@ -1,0 +1,1 @@
+"""Model layer: the compact BERT backbone, adapters behind one step interface, model resolution."""
