@@ -1,0 +1,31 @@
+"""Tasks: turn records into adapter inputs and hypotheses into output records.
+
+``TASKS`` maps a command name to its task class; ``PLANNED`` names the tasks whose commands exist
+but whose implementation lands in a later issue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textgen.tasks.base import Prepared, Task, build_config
+from textgen.tasks.continuation import ContinuationTask
+from textgen.tasks.title import TitleTask
+
+TASKS: dict[str, type[Task]] = {"title": TitleTask, "continue": ContinuationTask}
+PLANNED: dict[str, str] = {
+    "summarize": "Summarize long documents (extract, then generate).",
+    "qa": "Build question-answer pairs from a passage.",
+    "search": "Constrained generation from keywords (MCMC search).",
+}
+TASK_NAMES = (*TASKS, *PLANNED)
+__all__ = ["PLANNED", "TASKS", "TASK_NAMES", "Prepared", "Task", "build_config", "load_task"]
+
+
+def load_task(name: str, path: Any, *, model: str, device: str = "cpu", allow_pickle: bool = False, **options: Any) -> Task:
+    """The task ``name`` over the model directory ``path`` (loads the adapter: imports torch)."""
+    from textgen.models.adapters import load_adapter
+
+    cls = TASKS[name]
+    adapter = load_adapter(path, cls.kind, device=device, allow_pickle=allow_pickle)
+    return cls(adapter, model=model, **options)

@@ -1,0 +1,38 @@
+"""The ``textgen`` application: every command, assembled here.
+
+Command groups (``models``, ``train``, ``eval``) are typer apps of their own modules mounted with
+``add_typer``; the single-command modules (task commands, the REPL) are registered with
+``app.command``. Nothing imported here pulls in torch or transformers.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import eval as eval_cli
+from . import models, train
+from .repl import repl_command
+from .tasks import planned_command, task_command
+
+app = typer.Typer(
+    name="textgen",
+    help="Chinese text generation: titles, summaries, QA pairs, constrained search, continuation.\n\n"
+         "Input comes from an argument, stdin, a file or a directory; output is text or JSONL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("title")(task_command("title"))
+for _name in ("summarize", "qa", "search"):
+    app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(planned_command(_name))
+app.command("continue")(task_command("continue"))
+app.command("repl")(repl_command)
+app.add_typer(train.app, name="train")
+app.add_typer(eval_cli.app, name="eval")
+app.add_typer(models.app, name="models")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,36 @@
+"""``textgen models``: the models at hand (embedded in the package, and in the local HF cache)."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+
+import typer
+
+from textgen.models.registry import list_models
+
+app = typer.Typer(help="List the models textgen can use without downloading anything.", no_args_is_help=True)
+
+
+class ListFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command("list")
+def list_command(
+    format: ListFormat = typer.Option(ListFormat.text, "--format", "-f",
+                                      help="text: a table; json: an array of {name, source, path, size_bytes, tasks}."),
+) -> None:
+    """Embedded models and models in the local Hugging Face cache, with the tasks they serve."""
+    models = list_models()
+    if format is ListFormat.json:
+        typer.echo(json.dumps([m.to_json() for m in models], ensure_ascii=False, indent=2))
+        return
+    if not models:
+        typer.echo("no models: none embedded, none in the HF cache (pass a model directory with --model)")
+        return
+    rows = [(m.name, m.source, f"{m.size_bytes / 1e6:.1f} MB", ",".join(m.tasks) or "-", str(m.path)) for m in models]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])

@@ -1,0 +1,125 @@
+"""The options every generation command shares, declared once.
+
+Typer reads a command's options from its function signature. ``title`` and ``continue`` share some
+thirty options, so instead of two copies of a long signature the options are ``inspect.Parameter``
+objects built here and assembled into each command's signature by ``cli.tasks``.
+
+Decoding flags default to ``None`` meaning "not given": only flags the user typed override the task,
+model and config defaults, and each flag can set a default back to neutral (``--beam 1``,
+``--no-repeat-ngram 0``, ``--repetition-penalty 1``, ``--no-sample``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+INPUT, OUTPUT, MODEL, DECODING = "Input", "Output", "Model", "Decoding"
+
+
+class Format(str, Enum):
+    text = "text"
+    jsonl = "jsonl"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# flag name (python identifier) -> DecodingConfig field. The REPL's :set accepts either name.
+DECODING_FLAGS: dict[str, str] = {
+    "beam": "num_beams",
+    "sample": "do_sample",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "temperature": "temperature",
+    "num": "num_return_sequences",
+    "max_new_tokens": "max_new_tokens",
+    "min_new_tokens": "min_new_tokens",
+    "length_penalty": "length_penalty",
+    "repetition_penalty": "repetition_penalty",
+    "no_repeat_ngram": "no_repeat_ngram_size",
+    "seed": "seed",
+}
+
+_DECODING_HELP: dict[str, tuple[type, tuple[str, ...], str]] = {
+    "beam": (int, ("--beam", "-b"), "Beam width; 1 turns beam search off."),
+    "sample": (bool, ("--sample/--no-sample",), "Sample instead of searching."),
+    "top_k": (int, ("--top-k",), "Sample among the k likeliest tokens; 0 = no limit."),
+    "top_p": (float, ("--top-p",), "Sample from the smallest set of tokens with this much probability; 1 = off."),
+    "temperature": (float, ("--temperature", "-t"), "Sampling temperature; 1 = neutral."),
+    "num": (int, ("--num", "-n"), "Outputs per input (an n-best list)."),
+    "max_new_tokens": (int, ("--max-new-tokens",), "Most tokens to generate; a warning says when an output hits it."),
+    "min_new_tokens": (int, ("--min-new-tokens",), "Fewest tokens to generate before the end may come."),
+    "length_penalty": (float, ("--length-penalty",), "Beam score exponent on length; > 1 favours longer outputs."),
+    "repetition_penalty": (float, ("--repetition-penalty",), "Penalty on tokens already present; 1 = off."),
+    "no_repeat_ngram": (int, ("--no-repeat-ngram",), "Never repeat an n-gram of this size; 0 = off."),
+    "seed": (int, ("--seed",), "Random seed, for repeatable sampling."),
+}
+
+
+def _option(name: str, annotation: Any, default: Any, *flags: str, panel: str, help: str, **kw: Any) -> inspect.Parameter:
+    info = typer.Option(*flags, help=help, rich_help_panel=panel, **kw)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info])
+
+
+def input_params() -> list[inspect.Parameter]:
+    text = typer.Argument(help="Text to process. Without it: -i, or stdin when piped; on a terminal, the REPL.", show_default=False)
+    return [
+        inspect.Parameter("text", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[str | None, text]),
+        _option("input", Path | None, None, "--input", "-i", panel=INPUT, show_default=False,
+                help="Read FILE (.txt document, .jsonl records, .tsv rows) or every --glob file in DIR."),
+        _option("lines", bool, False, "--lines", panel=INPUT, help="One record per line (stdin or .txt) instead of one document."),
+        _option("field", str | None, None, "--field", panel=INPUT, show_default=False,
+                help="JSONL: the text field (default: text). TSV: column index (default: 0) or header name."),
+        _option("glob", str, "*.txt", "--glob", panel=INPUT, help="Files to read from an input directory."),
+    ]
+
+
+def output_params() -> list[inspect.Parameter]:
+    return [
+        _option("format", Format, Format.text, "--format", "-f", panel=OUTPUT, help="text: outputs only; jsonl: one JSON record per input record."),
+        _option("output", Path | None, None, "--output", "-o", panel=OUTPUT, show_default=False, help="Write to FILE instead of stdout."),
+        _option("output_dir", Path | None, None, "--output-dir", panel=OUTPUT, show_default=False,
+                help="Write one output file per input file, mirroring the input directory."),
+        _option("resume", bool, False, "--resume", panel=OUTPUT, help="Skip ids already in the JSONL output and append the rest."),
+        _option("progress", bool | None, None, "--progress/--no-progress", panel=OUTPUT, show_default=False,
+                help="Progress bar on stderr (default: when stderr is a terminal)."),
+    ]
+
+
+def model_params() -> list[inspect.Parameter]:
+    return [
+        _option("model", str | None, None, "--model", "-m", panel=MODEL, show_default=False,
+                help="Embedded model name, model directory, or HF hub id in the local cache (default: $TEXTGEN_MODEL, the config file, the task's built-in model)."),
+        _option("device", Device | None, None, "--device", panel=MODEL, show_default=False, help="auto, cpu or cuda (default: $TEXTGEN_DEVICE, the config file, auto)."),
+        _option("threads", int | None, None, "--threads", panel=MODEL, show_default=False, min=1, help="CPU threads for torch."),
+        _option("allow_pickle", bool, False, "--allow-pickle", panel=MODEL, help="Load pickled weights (pytorch_model.bin); pickles can run code."),
+    ]
+
+
+def run_params() -> list[inspect.Parameter]:
+    return [_option("batch_size", int, 8, "--batch-size", panel=MODEL, min=1, help="Records per decoder call.")]
+
+
+def decoding_params(task_name: str, task_defaults: dict[str, Any]) -> list[inspect.Parameter]:
+    """Decoding flags; a flag whose setting the task changes shows the task's value in its help
+    (the others start neutral, as their help says). The neutral values live in DecodingConfig,
+    which is not imported here: the decoding package imports torch."""
+    params = []
+    for name, (kind, flags, text) in _DECODING_HELP.items():
+        value = task_defaults.get(DECODING_FLAGS[name])
+        shown = "" if value is None else f" ({task_name} default: {str(value).lower() if isinstance(value, bool) else value})"
+        params.append(_option(name, kind | None, None, *flags, panel=DECODING, show_default=False, help=text + shown))
+    return params
+
+
+def decoding_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """DecodingConfig overrides from the decoding flags the user gave (those not None)."""
+    return {DECODING_FLAGS[k]: v for k, v in values.items() if k in DECODING_FLAGS and v is not None}

@@ -1,0 +1,172 @@
+"""The generation commands (``title``, ``continue``) and the placeholders for later tasks.
+
+One factory builds every task command from the shared options (``cli.options``), so the commands
+cannot drift apart. A run: check the usage, read the records, resolve the model and decoding
+settings (all before torch is imported), load the model, then stream batches through the task and
+out through the sink, one output record per input record.
+
+Exit status: 0 when every record succeeded, 1 when some failed (a summary on stderr), 2 for usage
+errors, 128 + signal number when stopped by SIGINT/SIGTERM (rerun with ``--resume`` to finish).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import Annotated, Any
+
+import typer
+
+from .console import error, fail, say, warn
+from .engine import Engine, EngineError, pick_device, resolve_model, settings
+from .options import decoding_overrides, decoding_params, input_params, model_params, output_params, run_params
+from .output import Sink, StopGuard, Stopped, progress_bar
+from textgen.io import Record, read_path, read_stream, read_text
+from textgen.tasks import PLANNED, TASKS, Task
+
+# Help for the task switches a task declares in ``Task.options`` (all booleans so far).
+TASK_OPTION_HELP = {
+    "heal": "Token healing: back off the prompt's last token and make the output re-create it, so a "
+            "prompt that ends inside a word continues that word.",
+}
+
+
+def task_command(name: str) -> Callable[..., None]:
+    """A typer command function for the task ``name``, its signature built from the shared options."""
+    cls = TASKS[name]
+    extra = [
+        inspect.Parameter(opt, inspect.Parameter.KEYWORD_ONLY, default=default,
+                          annotation=Annotated[bool, typer.Option(f"--{opt}/--no-{opt}", help=TASK_OPTION_HELP[opt], rich_help_panel="Task")])
+        for opt, default in cls.options.items()
+    ]
+    params = input_params() + output_params() + model_params() + run_params() + decoding_params(name, cls.defaults) + extra
+
+    def command(**values: Any) -> None:
+        raise typer.Exit(run_task(name, values))
+
+    defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = f"{cls.summary}\n\nDefaults for {name}: {defaults} (a model's textgen.json, the config file and the flags below override them)."
+    command.__name__ = name
+    return command
+
+
+def planned_command(name: str) -> Callable[..., None]:
+    """A command whose task lands in a later issue: says so in one line, exit 2."""
+
+    def command(ctx: typer.Context) -> None:
+        fail(f"`textgen {name}` is not available yet: its task lands in a later issue")
+
+    command.__doc__ = f"{PLANNED[name]} (not available yet: lands in a later issue)"
+    command.__name__ = name
+    return command
+
+
+# ---------------------------------------------------------------------- one run
+def run_task(name: str, v: dict[str, Any]) -> int:
+    """Run the task ``name`` with the parsed option values ``v``; returns the exit status."""
+    _check_usage(v)
+    options = {opt: v[opt] for opt in TASKS[name].options}
+    overrides = decoding_overrides(v)
+    if v["text"] is None and v["input"] is None and sys.stdin.isatty():
+        from .repl import run_repl
+
+        return run_repl(name, model=v["model"], overrides=overrides, options=options, device=v["device"],
+                        threads=v["threads"], allow_pickle=v["allow_pickle"])
+    records = _records(v)
+    guard = StopGuard()
+    try:
+        with guard:
+            user = settings()
+            info = resolve_model(name, v["model"], user)
+            engine = Engine(user, device="cpu", allow_pickle=v["allow_pickle"])
+            config = engine.config(name, info, overrides)
+            engine.device = pick_device(v["device"].value if v["device"] else user.device, v["threads"] or user.threads)
+            task = engine.task(name, info)
+            task.configure(**options)
+    except EngineError as exc:
+        fail(str(exc))
+    except Stopped as stop:
+        error(f"stopped by {signal.Signals(stop.signum).name} while loading the model")
+        return 128 + stop.signum
+    sink = Sink(v["format"].value, guard, output=v["output"], output_dir=v["output_dir"], resume=v["resume"])
+    total = len(records) if isinstance(records, list) else None
+    show = v["progress"] if v["progress"] is not None else sys.stderr.isatty() and (total is None or total > 1)
+    return _process(records, task, config, sink, batch_size=v["batch_size"], progress=show, total=total)
+
+
+def _check_usage(v: dict[str, Any]) -> None:
+    if v["text"] is not None and v["input"] is not None:
+        fail("give a text or --input, not both")
+    if v["output"] is not None and v["output_dir"] is not None:
+        fail("give --output or --output-dir, not both")
+    if v["output_dir"] is not None and v["input"] is None:
+        fail("--output-dir mirrors input files: it needs --input FILE or DIR")
+    if v["resume"] and v["output"] is None and v["output_dir"] is None:
+        fail("--resume needs --output FILE or --output-dir DIR to resume")
+    if v["resume"] and v["format"].value != "jsonl":
+        fail("--resume needs --format jsonl (plain text output has no ids to resume from)")
+    if v["input"] is not None and not v["input"].exists():
+        fail(f"no such file or directory: {v['input']}")
+
+
+def _records(v: dict[str, Any]) -> list[Record] | Iterator[Record]:
+    """The input records: a list for a text or files (so the progress bar knows the total), a
+    lazy stream for stdin (so piped lines are answered as they arrive)."""
+    if v["text"] is not None:
+        return list(read_text(v["text"], lines=v["lines"]))
+    if v["input"] is None:
+        return read_stream(sys.stdin.buffer, lines=v["lines"])
+    try:
+        records = list(read_path(v["input"], lines=v["lines"], field=v["field"], glob=v["glob"]))
+    except (OSError, ValueError) as exc:
+        fail(f"cannot read {v['input']}: {exc}")
+    if not records:
+        fail(f"{v['input']}: no input records (directories are read with --glob {v['glob']!r})")
+    return records
+
+
+def _process(records: Iterable[Record], task: Task, config: Any, sink: Sink, *, batch_size: int, progress: bool,
+             total: int | None) -> int:
+    written = failed = 0
+    try:
+        with sink.guard, progress_bar(progress, total) as advance:
+            for batch in _batches(records, batch_size):
+                todo = [rec for rec in batch if not sink.done(rec)]
+                for rec, out in zip(todo, task.run(todo, config) if todo else []):
+                    _report(out)
+                    sink.write(rec, out)
+                    written += 1
+                    failed += "error" in out
+                advance(len(batch))
+    except Stopped as stop:
+        error(f"stopped by {signal.Signals(stop.signum).name} after {written} records; rerun with --resume to finish")
+        return 128 + stop.signum
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
+        # stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        sink.close()
+    if failed:
+        say(f"textgen: {failed} of {written} records failed")
+        return 1
+    return 0
+
+
+def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    it = iter(records)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _report(out: dict[str, Any]) -> None:
+    for message in out.get("warnings", ()):
+        warn(f"[{out['id']}] {message}")
+    if "error" in out:
+        error(f"[{out['id']}] {out['error']}")

@@ -1,0 +1,140 @@
+"""What every generation task shares: record -> adapter inputs -> ``generate`` -> output record.
+
+A task knows nothing of the terminal. Subclasses say which adapter kind they need, their built-in
+decoding defaults, and how one text becomes a ``Prompt`` and one generated text becomes an output.
+
+Importing this module (and the task modules) does not import torch: the command line reads the
+tasks' names and defaults to print ``--help`` instantly. The decoder is imported when generating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from textgen.decoding.config import DecodingConfig
+    from textgen.io import Record
+
+
+@dataclass
+class Prepared:
+    """The adapter inputs for a batch of texts, and how to turn each decoded output into a result."""
+
+    inputs: list[list[int]]
+    processors: list[Any] = field(default_factory=list)  # logits processors with one row per input
+    finish: Callable[[int, str], str] = lambda i, text: text  # (input index, decoded text) -> result
+
+
+class Task:
+    """Base class: a subclass sets the class attributes and ``prepare``; ``run`` does the rest."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]  # the adapter kind: "seq2seq" or "causal"
+    summary: ClassVar[str]
+    # Built-in decoding defaults (DecodingConfig fields); textgen.json, the user config and flags override.
+    defaults: ClassVar[dict[str, Any]] = {}
+    # Task switches beyond decoding (name -> default), settable from the CLI and the REPL's :set.
+    options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, adapter: Any, *, model: str, **options: Any) -> None:
+        self.adapter = adapter
+        self.model = model
+        self.settings: dict[str, Any] = dict(self.options)
+        self.configure(**options)
+
+    def configure(self, **options: Any) -> None:
+        """Change task options (``heal=False``...); unknown names are an error."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"task {self.name!r} has no option(s) {unknown}")
+        self.settings.update(options)
+
+    # ------------------------------------------------------------------ texts -> adapter inputs
+    def prepare(self, texts: list[str]) -> Prepared:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ records
+    def run(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
+        """One output record per input record, in order. Bad records and records the model fails
+        on become error records; a batch that fails is retried one record at a time so only the
+        culprit fails."""
+        results: dict[int, dict[str, Any]] = {}
+        todo: list[int] = []
+        for i, rec in enumerate(records):
+            if rec.error is not None:
+                results[i] = self._error(rec, rec.error)
+            else:
+                todo.append(i)
+        try:
+            results.update(zip(todo, self._generate([records[i] for i in todo], config)))
+        except Exception:  # noqa: BLE001 -- isolate the failing record below
+            if len(todo) == 1:
+                raise
+            for i in todo:
+                results[i] = self._run_one(records[i], config)
+        return [results[i] for i in range(len(records))]
+
+    def _run_one(self, rec: Record, config: DecodingConfig) -> dict[str, Any]:
+        try:
+            return self._generate([rec], config)[0]
+        except Exception as exc:  # noqa: BLE001 -- one bad record must not stop a batch
+            return self._error(rec, f"{type(exc).__name__}: {exc}")
+
+    def _generate(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
+        if not records:
+            return []
+        from textgen.decoding import generate
+
+        prepared = self.prepare([rec.text or "" for rec in records])
+        hyps = generate(self.adapter, prepared.inputs, config, processors=prepared.processors)
+        return [self._output(rec, [prepared.finish(i, self.adapter.decode(h.token_ids)) for h in hs], hs, config)
+                for i, (rec, hs) in enumerate(zip(records, hyps))]
+
+    def _output(self, rec: Record, texts: list[str], hyps: list[Any], config: DecodingConfig) -> dict[str, Any]:
+        warnings = list(rec.warnings)
+        outputs = []
+        for rank, (text, hyp) in enumerate(zip(texts, hyps), 1):
+            which = f"output {rank}" if len(hyps) > 1 else "output"
+            if not hyp.finished:
+                warnings.append(f"{which} was cut at max_new_tokens={config.max_new_tokens}; raise --max-new-tokens for more")
+            elif not text.strip():
+                warnings.append(f"{which} is empty: the model ended it at once; try --min-new-tokens 1 or another model")
+            outputs.append({"text": text, "score": round(float(hyp.score), 4)})
+        out: dict[str, Any] = {"id": rec.id, "outputs": outputs, "model": self.model, "task": self.name}
+        if warnings:
+            out["warnings"] = warnings
+        return out
+
+    def _error(self, rec: Record, message: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": rec.id, "outputs": [], "model": self.model, "task": self.name, "error": message}
+        if rec.warnings:
+            out["warnings"] = list(rec.warnings)
+        return out
+
+
+def build_config(*layers: dict[str, Any]) -> DecodingConfig:
+    """Apply default layers in order, the last being what the user asked for explicitly; for a
+    task: ``task.defaults``, the model's textgen.json, the user config, then flags or ``:set``.
+    ``ValueError`` names a bad option.
+
+    An explicit choice carries what it implies over the defaults beneath it, so flags compose
+    without fights: ``--sample`` over a beam-search default turns beams off, ``--beam 5`` over a
+    sampling default turns sampling off, ``-n 5`` widens a smaller default beam.
+    """
+    from textgen.decoding.config import DecodingConfig
+
+    *defaults, explicit = layers
+    merged: dict[str, Any] = {}
+    for layer in defaults:
+        merged.update(layer)
+    if explicit.get("do_sample") and "num_beams" not in explicit:
+        merged["num_beams"] = 1
+    if explicit.get("num_beams", 1) > 1 and "do_sample" not in explicit:
+        merged["do_sample"] = False
+    merged.update(explicit)
+    n = explicit.get("num_return_sequences")
+    if n and "num_beams" not in explicit and not merged.get("do_sample"):
+        merged["num_beams"] = max(merged.get("num_beams", 1), n)
+    return DecodingConfig().replace(**merged)

@@ -1,0 +1,37 @@
+"""Continuation: a prompt in, what follows it out (causal adapters).
+
+Token healing (``textgen.decoding.healing``; on by default, ``heal=False`` turns it off): the
+prompt's last, possibly partial, token is backed off and the output is constrained to re-spell the
+removed text, so a prompt that ends inside a word continues the word. Only the continuation is
+returned, never the prompt or the re-spelled remainder.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, ClassVar
+
+from textgen.tasks.base import Prepared, Task
+
+
+class ContinuationTask(Task):
+    name = "continue"
+    kind = "causal"
+    summary = "Continue each text; prints only the continuation."
+    # Sampling with a nucleus cut-off reads better than greedy text, which loops.
+    defaults: ClassVar[dict[str, Any]] = {"do_sample": True, "top_p": 0.9, "repetition_penalty": 1.1, "max_new_tokens": 64}
+    options: ClassVar[dict[str, Any]] = {"heal": True}
+
+    @cached_property
+    def _vocab(self) -> Any:
+        """The healing prefix index; building it walks the vocabulary, so once per task."""
+        from textgen.decoding.healing import Vocabulary
+
+        return Vocabulary(self.adapter.token_texts())
+
+    def prepare(self, texts: list[str]) -> Prepared:
+        from textgen.decoding.healing import heal
+
+        enabled = self.settings["heal"]
+        healed, constraint = heal(self.adapter, texts, enabled=enabled, vocab=self._vocab if enabled else None)
+        return Prepared([h.context_ids for h in healed], [constraint] if constraint else [], lambda i, text: healed[i].strip(text))
