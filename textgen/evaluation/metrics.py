@@ -114,6 +114,14 @@ class MetricReport:
     rougeL: float  # noqa: N815 - the metric's usual name
     bleu: float
 
+    @classmethod
+    def from_samples(cls, samples: Sequence[dict[str, float]], unit: str) -> MetricReport:
+        """The mean of per-sample scores (``score_pair`` results counted in ``unit``)."""
+        if not samples:
+            raise ValueError("nothing to score: no predictions")
+        means = {m: sum(s[m] for s in samples) / len(samples) for m in METRICS}
+        return cls(unit=unit, implementation=implementation(), n=len(samples), **means)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -122,8 +130,4 @@ def score_corpus(predictions: Sequence[str], references: Sequence[str], unit: st
     """Mean per-sample ROUGE-1/2/L F1 and BLEU-4 over aligned predictions and references."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-    if not predictions:
-        raise ValueError("nothing to score: no predictions")
-    per_sample = [score_pair(p, r, unit) for p, r in zip(predictions, references)]
-    means = {m: sum(s[m] for s in per_sample) / len(per_sample) for m in METRICS}
-    return MetricReport(unit=unit, implementation=implementation(), n=len(per_sample), **means)
+    return MetricReport.from_samples([score_pair(p, r, unit) for p, r in zip(predictions, references)], unit)

@@ -1,0 +1,140 @@
+"""`textgen eval lm` and `textgen eval title` end to end with a tiny random model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_model import save_tiny_model
+from typer.testing import CliRunner
+
+from cli.eval import app
+from textgen.evaluation.lm import lm_cost
+from textgen.evaluation.metrics import score_corpus
+from textgen.models.backbone import BertBackbone
+from textgen.tokenizer import ChineseTokenizer
+
+ARTICLES = [
+    ("今天天气很好，我们去公园散步。", "公园散步"),
+    ("深度学习的文本生成方法研究取得了较好的结果", "文本生成方法"),
+    ("自然语言处理很有趣，模型在测试集上取得了较好的结果。", "自然语言处理"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for var in ("TEXTGEN_CONFIG", "TEXTGEN_MODEL", "TEXTGEN_DEVICE", "TEXTGEN_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = save_tiny_model(tmp_path_factory.mktemp("tiny"))
+    meta = {"name": "tiny-test", "tasks": ["title", "continue"], "decoding": {"title": {"num_beams": 1, "max_new_tokens": 6}}}
+    (path / "textgen.json").write_text(json.dumps(meta), encoding="utf-8")
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_eval_help_does_not_import_torch():
+    code = (
+        "import sys; from typer.testing import CliRunner; from cli.eval import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['title', '--help']); assert '--unit' in r.output, r.output; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1], check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_eval_lm_json_matches_the_library(model_dir, tmp_path):
+    data = tmp_path / "texts.txt"
+    data.write_text("今天天气很好，我们去公园散步。\n\n自然语言 处理很有趣。\n", encoding="utf-8")
+    result = invoke("lm", "--data", data, "--model", model_dir, "--format", "json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    expected = lm_cost(BertBackbone.load(model_dir), ChineseTokenizer.from_dir(model_dir), ["今天天气很好，我们去公园散步。", "自然语言 处理很有趣。"])
+    assert out["texts"] == 2  # the blank line is not a text
+    assert out["chars"] == 15 + 10 == expected.chars  # the space is not counted
+    assert out["tokens"] == expected.tokens
+    assert out["bits_per_char"] == pytest.approx(expected.bits_per_char, abs=1e-4)
+    assert out["masked_tokens"] == 2 + 2  # round(0.15 * 15) = 2, round(0.15 * 10) = 2
+    assert 0 <= out["masked_accuracy"] <= 1 and out["model"] == str(model_dir)
+
+
+def test_eval_lm_table(model_dir, tmp_path):
+    data = tmp_path / "texts.jsonl"
+    data.write_text(json.dumps({"text": "今天天气很好"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = invoke("lm", "--data", data, "--model", model_dir, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "bits / char" in result.stdout and "6 non-whitespace chars" in result.stdout
+
+
+def _write_jsonl(path: Path) -> Path:
+    lines = [json.dumps({"id": f"a{i}", "text": text, "title": ref}, ensure_ascii=False) for i, (text, ref) in enumerate(ARTICLES)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_eval_title_scores_its_own_predictions(model_dir, tmp_path):
+    data = _write_jsonl(tmp_path / "pairs.jsonl")
+    preds = tmp_path / "preds.jsonl"
+    result = invoke("title", "--data", data, "--model", model_dir, "--unit", "word", "--format", "json",
+                    "--predictions", preds, "--device", "cpu", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["unit"] == "word" and report["n"] == 3 and report["decoding"]["num_beams"] == 1
+    rows = [json.loads(line) for line in preds.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["a0", "a1", "a2"]
+    assert [r["reference"] for r in rows] == [ref for _, ref in ARTICLES]
+    expected = score_corpus([r["prediction"] for r in rows], [r["reference"] for r in rows], "word")
+    for metric in ("rouge1", "rouge2", "rougeL", "bleu"):
+        assert report[metric] == pytest.approx(getattr(expected, metric))
+
+
+def test_eval_title_tsv_reads_the_same_pairs(model_dir, tmp_path):
+    # CSL layout: title<TAB>abstract (the defaults --ref-col 0 --text-col 1).
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{ref}\t{text}\n" for text, ref in ARTICLES), encoding="utf-8")
+    tsv = invoke("title", "--data", data, "--model", model_dir, "--format", "json", "--device", "cpu")
+    jsonl = invoke("title", "--data", _write_jsonl(tmp_path / "pairs.jsonl"), "--model", model_dir, "--format", "json", "--device", "cpu")
+    assert tsv.exit_code == 0, tsv.output
+    a, b = json.loads(tsv.stdout), json.loads(jsonl.stdout)
+    assert a["unit"] == "char" and (a["rouge1"], a["bleu"], a["n"]) == (b["rouge1"], b["bleu"], b["n"])
+    limited = invoke("title", "--data", data, "--model", model_dir, "--format", "json", "--device", "cpu", "--limit", "1")
+    assert json.loads(limited.stdout)["n"] == 1
+    table = invoke("title", "--data", data, "--model", model_dir, "--device", "cpu")
+    assert "ROUGE-L F1" in table.stdout and "characters" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "content", "message"),
+    [
+        ("title", "missing.jsonl", None, "no such file"),
+        ("title", "pairs.txt", "标题\t正文\n", "eval title reads .jsonl"),
+        ("title", "pairs.jsonl", '{"text": "正文"}\n', "no reference title in field 'title'"),
+        ("title", "pairs.jsonl", '{"text": "正文", "title": "标题"}\n{oops\n', "line 2: malformed JSON"),
+        ("title", "pairs.tsv", "标题\n", "has 1 columns, no column 1"),
+        ("lm", "texts.tsv", "文本\n", "eval lm reads .txt"),
+        ("lm", "texts.txt", "\n \n", "no texts to evaluate"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, command, name, content, message):
+    data = tmp_path / name
+    if content is not None:
+        data.write_text(content, encoding="utf-8")
+    result = invoke(command, "--data", data, "--model", model_dir)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_unknown_model_is_one_line_and_exit_2(tmp_path):
+    data = _write_jsonl(tmp_path / "pairs.jsonl")
+    result = invoke("title", "--data", data, "--model", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2 and "nowhere" in result.stderr
