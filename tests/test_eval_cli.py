@@ -1,4 +1,5 @@
-"""`textgen eval lm` and `textgen eval title` end to end with a tiny random model."""
+"""`textgen eval lm` and `textgen eval title` end to end with the tiny random model of conftest
+(word-mode tokenizer, so tokens and characters differ)."""
 
 import json
 import subprocess
@@ -6,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny_model import save_tiny_model
 from typer.testing import CliRunner
 
 from cli.eval import app
@@ -16,25 +16,10 @@ from textgen.models.backbone import BertBackbone
 from textgen.tokenizer import ChineseTokenizer
 
 ARTICLES = [
-    ("今天天气很好，我们去公园散步。", "公园散步"),
-    ("深度学习的文本生成方法研究取得了较好的结果", "文本生成方法"),
-    ("自然语言处理很有趣，模型在测试集上取得了较好的结果。", "自然语言处理"),
+    ("春天到了，公园里的花都开了，很多市民去散步。", "公园里的花"),
+    ("新的地铁线路明年通车，方便居民出行。", "地铁线路明年通车"),
+    ("学生们在实验室里认真地做化学实验。", "学生做实验"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _isolated_user_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for var in ("TEXTGEN_CONFIG", "TEXTGEN_MODEL", "TEXTGEN_DEVICE", "TEXTGEN_THREADS"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    path = save_tiny_model(tmp_path_factory.mktemp("tiny"))
-    meta = {"name": "tiny-test", "tasks": ["title", "continue"], "decoding": {"title": {"num_beams": 1, "max_new_tokens": 6}}}
-    (path / "textgen.json").write_text(json.dumps(meta), encoding="utf-8")
-    return path
 
 
 def invoke(*args: str):
@@ -52,27 +37,31 @@ def test_eval_help_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_eval_lm_json_matches_the_library(model_dir, tmp_path):
+def test_eval_lm_json_matches_the_library(tiny_model, tmp_path):
+    texts = ["春天到了，公园里的花都开了。", "学生们在实验室里 认真地做实验。"]
     data = tmp_path / "texts.txt"
-    data.write_text("今天天气很好，我们去公园散步。\n\n自然语言 处理很有趣。\n", encoding="utf-8")
-    result = invoke("lm", "--data", data, "--model", model_dir, "--format", "json", "--device", "cpu")
+    data.write_text(f"{texts[0]}\n\n{texts[1]}\n", encoding="utf-8")
+    result = invoke("lm", "--data", data, "--model", tiny_model, "--format", "json", "--device", "cpu")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    expected = lm_cost(BertBackbone.load(model_dir), ChineseTokenizer.from_dir(model_dir), ["今天天气很好，我们去公园散步。", "自然语言 处理很有趣。"])
+    tok = ChineseTokenizer.from_dir(tiny_model)
+    expected = lm_cost(BertBackbone.load(tiny_model), tok, texts)
     assert out["texts"] == 2  # the blank line is not a text
-    assert out["chars"] == 15 + 10 == expected.chars  # the space is not counted
-    assert out["tokens"] == expected.tokens
+    assert out["chars"] == 14 + 15 == expected.chars  # the space is not counted
+    # word tokens: 春天 到 了 ， 公园 里 的 花都 开 了 。 = 11 and 学生 们 在 实验室 里 认真 地 做 实验 。 = 10,
+    # plus one end token each
+    assert out["tokens"] == 11 + 10 + 2 == expected.tokens
     assert out["bits_per_char"] == pytest.approx(expected.bits_per_char, abs=1e-4)
-    assert out["masked_tokens"] == 2 + 2  # round(0.15 * 15) = 2, round(0.15 * 10) = 2
-    assert 0 <= out["masked_accuracy"] <= 1 and out["model"] == str(model_dir)
+    assert out["masked_tokens"] == 2 + 2  # round(0.15 * 11) = 2, round(0.15 * 10) = round(1.5) = 2
+    assert 0 <= out["masked_accuracy"] <= 1 and out["model"] == str(tiny_model)
 
 
-def test_eval_lm_table(model_dir, tmp_path):
+def test_eval_lm_table(tiny_model, tmp_path):
     data = tmp_path / "texts.jsonl"
-    data.write_text(json.dumps({"text": "今天天气很好"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    result = invoke("lm", "--data", data, "--model", model_dir, "--device", "cpu")
+    data.write_text(json.dumps({"text": "公园里的花"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = invoke("lm", "--data", data, "--model", tiny_model, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "bits / char" in result.stdout and "6 non-whitespace chars" in result.stdout
+    assert "bits / char" in result.stdout and "5 non-whitespace chars" in result.stdout
 
 
 def _write_jsonl(path: Path) -> Path:
@@ -81,11 +70,11 @@ def _write_jsonl(path: Path) -> Path:
     return path
 
 
-def test_eval_title_scores_its_own_predictions(model_dir, tmp_path):
+def test_eval_title_scores_its_own_predictions(tiny_model, tmp_path):
     data = _write_jsonl(tmp_path / "pairs.jsonl")
     preds = tmp_path / "preds.jsonl"
-    result = invoke("title", "--data", data, "--model", model_dir, "--unit", "word", "--format", "json",
-                    "--predictions", preds, "--device", "cpu", "--batch-size", "2")
+    result = invoke("title", "--data", data, "--model", tiny_model, "--unit", "word", "--format", "json",
+                    "--predictions", preds, "--device", "cpu", "--batch-size", "2", "--beam", "1")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["unit"] == "word" and report["n"] == 3 and report["decoding"]["num_beams"] == 1
@@ -97,18 +86,18 @@ def test_eval_title_scores_its_own_predictions(model_dir, tmp_path):
         assert report[metric] == pytest.approx(getattr(expected, metric))
 
 
-def test_eval_title_tsv_reads_the_same_pairs(model_dir, tmp_path):
+def test_eval_title_tsv_reads_the_same_pairs(tiny_model, tmp_path):
     # CSL layout: title<TAB>abstract (the defaults --ref-col 0 --text-col 1).
     data = tmp_path / "pairs.tsv"
     data.write_text("".join(f"{ref}\t{text}\n" for text, ref in ARTICLES), encoding="utf-8")
-    tsv = invoke("title", "--data", data, "--model", model_dir, "--format", "json", "--device", "cpu")
-    jsonl = invoke("title", "--data", _write_jsonl(tmp_path / "pairs.jsonl"), "--model", model_dir, "--format", "json", "--device", "cpu")
+    tsv = invoke("title", "--data", data, "--model", tiny_model, "--format", "json", "--device", "cpu")
+    jsonl = invoke("title", "--data", _write_jsonl(tmp_path / "pairs.jsonl"), "--model", tiny_model, "--format", "json", "--device", "cpu")
     assert tsv.exit_code == 0, tsv.output
     a, b = json.loads(tsv.stdout), json.loads(jsonl.stdout)
     assert a["unit"] == "char" and (a["rouge1"], a["bleu"], a["n"]) == (b["rouge1"], b["bleu"], b["n"])
-    limited = invoke("title", "--data", data, "--model", model_dir, "--format", "json", "--device", "cpu", "--limit", "1")
+    limited = invoke("title", "--data", data, "--model", tiny_model, "--format", "json", "--device", "cpu", "--limit", "1")
     assert json.loads(limited.stdout)["n"] == 1
-    table = invoke("title", "--data", data, "--model", model_dir, "--device", "cpu")
+    table = invoke("title", "--data", data, "--model", tiny_model, "--device", "cpu")
     assert "ROUGE-L F1" in table.stdout and "characters" in table.stdout
 
 
@@ -124,11 +113,11 @@ def test_eval_title_tsv_reads_the_same_pairs(model_dir, tmp_path):
         ("lm", "texts.txt", "\n \n", "no texts to evaluate"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, command, name, content, message):
+def test_bad_input_is_one_line_and_exit_2(tiny_model, tmp_path, command, name, content, message):
     data = tmp_path / name
     if content is not None:
         data.write_text(content, encoding="utf-8")
-    result = invoke(command, "--data", data, "--model", model_dir)
+    result = invoke(command, "--data", data, "--model", tiny_model)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output

@@ -4,14 +4,25 @@ import math
 
 import pytest
 import torch
-from tiny_model import tiny_backbone, tiny_tokenizer
 
 from textgen.evaluation.lm import bits_per_char, counted_chars, lm_cost, masked_lm_score, masked_token_accuracy
+from textgen.models.backbone import BertBackbone, BertConfig
+from textgen.tokenizer import ChineseTokenizer, build_vocab
+
+# Character mode, so token counts below can be read off the texts.
+SENTENCES = ["今天天气很好，我们去公园散步。", "深度学习的文本生成方法研究", "自然语言处理很有趣。", "模型在测试集上取得了较好的结果"]
+
+
+def tiny_backbone(vocab_size: int, seed: int = 0) -> BertBackbone:
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    return BertBackbone(cfg).eval()
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return tiny_tokenizer()
+    return ChineseTokenizer(build_vocab(SENTENCES, min_char_count=1, min_word_count=1), mode="char")
 
 
 @pytest.fixture(scope="module")
