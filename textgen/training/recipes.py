@@ -71,6 +71,7 @@ def loss_evaluator(dev: TokenData, tok: ChineseTokenizer, kinds: Sequence[str]) 
 
     sp = specials_of(tok)
 
+    @torch.no_grad()
     def evaluate(backbone: BertBackbone) -> dict[str, float]:
         model = LossModel(backbone)
         scores: dict[str, float] = {}

@@ -185,6 +185,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.shadow if self.ema else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": torch.get_rng_state(),  # dropout continues exactly where it stopped
             "config": asdict(self.cfg),
         }
         torch.save(state, tmp / STATE_FILE)
@@ -207,6 +208,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step = state["step"]
         self.best = state.get("best")
+        if state.get("rng") is not None and self.dist.world == 1:
+            torch.set_rng_state(state["rng"].cpu())
         self._log({"event": "resume", "step": self.step})
 
     # ------------------------------------------------------------------ logging
