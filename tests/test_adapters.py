@@ -1,0 +1,227 @@
+"""Model adapters: loading real model directories, parity with Hugging Face ``generate()``, and
+our backbone's cached decoding against a decoder that recomputes everything each step."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from textgen.decoding import DecodingConfig, generate
+from textgen.models.adapters import BackboneCausal, BackboneSeq2Seq, HFCausal, HFSeq2Seq, load_adapter
+from textgen.models.backbone import BertBackbone, BertConfig
+from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer
+from tiny_models import CHARS, save_bart, save_gpt2, save_t5
+
+TEXTS = ["广州的白云机场很大", "白云山", "我们去白云机场接人今天天气很好", "蓝天", "飞机从白云机场起飞"]
+MAX_NEW = 10
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    dirs = {}
+    for name, save in (("t5", save_t5), ("bart", save_bart), ("gpt2", save_gpt2)):
+        path = tmp_path_factory.mktemp(name)
+        save(path)
+        dirs[name] = path
+    return dirs
+
+
+def save_backbone(path, *, seed=0, eos_bias=0.0):
+    vocab = list(SPECIAL_TOKENS) + CHARS + ["白云", "白云机场", "广州", "天气"]
+    ChineseTokenizer(vocab, mode="word").save(path)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=48, initializer_range=0.3)
+    model = BertBackbone(cfg)
+    with torch.no_grad():
+        model.head_bias[SPECIAL_TOKENS.index("[SEP]")] = eos_bias  # so outputs end at varied lengths
+    model.save(path)
+    return path
+
+
+def hf_reference(adapter, kind, config: DecodingConfig):
+    """``model.generate`` on the same texts, cut at the first end token (and its score)."""
+    tok, model = adapter.tokenizer, adapter.model
+    if kind == "causal":
+        tok.padding_side = "left"
+        enc = tok(TEXTS, padding=True, return_tensors="pt", add_special_tokens=False)
+        skip = enc["input_ids"].shape[1]
+    else:
+        enc = tok(TEXTS, padding=True, return_tensors="pt")
+        skip = 1  # the decoder start token
+    kw = dict(early_stopping=config.early_stopping, length_penalty=config.length_penalty) if config.num_beams > 1 else {}
+    out = model.generate(
+        **enc, max_new_tokens=config.max_new_tokens, num_beams=config.num_beams, do_sample=False,
+        num_return_sequences=config.num_return_sequences, output_scores=True, return_dict_in_generate=True, **kw,
+    )
+    eos = adapter.eos_token_ids[0]
+    seqs = [s[:s.index(eos)] if eos in s else s for s in out.sequences[:, skip:].tolist()]
+    return seqs, (out.sequences_scores.tolist() if config.num_beams > 1 else None)
+
+
+SETTINGS = [
+    DecodingConfig(max_new_tokens=MAX_NEW),
+    DecodingConfig(num_beams=3, num_return_sequences=3, max_new_tokens=MAX_NEW),
+    DecodingConfig(num_beams=4, num_return_sequences=2, max_new_tokens=MAX_NEW),
+    DecodingConfig(num_beams=4, num_return_sequences=4, max_new_tokens=MAX_NEW, early_stopping=False),
+    DecodingConfig(num_beams=3, num_return_sequences=3, max_new_tokens=MAX_NEW, length_penalty=2.0),
+]
+
+
+@pytest.mark.parametrize("family,kind", [("t5", "seq2seq"), ("bart", "seq2seq"), ("gpt2", "causal")])
+def test_parity_with_hf_generate(hf_dirs, family, kind):
+    """Greedy and beam search give token-identical outputs (and equal beam scores) to
+    ``generate()`` on a batch of inputs of different lengths."""
+    adapter = load_adapter(hf_dirs[family], kind)
+    assert isinstance(adapter, HFSeq2Seq if kind == "seq2seq" else HFCausal)
+    inputs = [adapter.encode(t) for t in TEXTS]
+    assert len({len(x) for x in inputs}) > 1
+    finished_flags = set()
+    for config in SETTINGS:
+        ours = generate(adapter, inputs, config)
+        ref_ids, ref_scores = hf_reference(adapter, kind, config)
+        assert [h.token_ids for hyps in ours for h in hyps] == ref_ids, config
+        if ref_scores is not None:
+            assert [h.score for hyps in ours for h in hyps] == pytest.approx(ref_scores, abs=1e-4)
+        finished_flags |= {h.finished for hyps in ours for h in hyps}
+        # a hypothesis is "finished" exactly when it stopped before the cap
+        assert all(h.finished == (len(h.token_ids) < MAX_NEW) for hyps in ours for h in hyps)
+    # the models end at varied lengths, so the finished-hypothesis logic was really compared
+    assert finished_flags == {True, False}
+
+
+def naive_greedy(model: BertBackbone, tokenizer, source, *, unilm: bool, steps: int):
+    """Greedy decoding that re-runs the whole sequence each step (bert4keras' way, no cache)."""
+    ids = [tokenizer.cls_id, *source] + ([tokenizer.sep_id] if unilm else [])
+    segments = [0] * len(ids)
+    out = []
+    for _ in range(steps):
+        x = torch.tensor([ids])
+        logits = model(x, mode="unilm" if unilm else "causal", token_type_ids=torch.tensor([segments]))[0, -1]
+        nxt = int(logits.argmax())
+        if nxt == tokenizer.sep_id:
+            return out, True
+        out.append(nxt)
+        ids.append(nxt)
+        segments.append(1 if unilm else 0)
+    return out, False
+
+
+@pytest.mark.parametrize("kind", ["seq2seq", "causal"])
+def test_backbone_cached_decoding_matches_full_recomputation(tmp_path, kind):
+    path = save_backbone(tmp_path, eos_bias=3.0)
+    adapter = load_adapter(path, kind)
+    assert isinstance(adapter, BackboneSeq2Seq if kind == "seq2seq" else BackboneCausal)
+    inputs = [adapter.encode(t) for t in TEXTS]
+    with torch.inference_mode():
+        ours = generate(adapter, inputs, DecodingConfig(max_new_tokens=12))
+        naive = [naive_greedy(adapter.model, adapter.tokenizer, x, unilm=kind == "seq2seq", steps=12) for x in inputs]
+    assert [(h[0].token_ids, h[0].finished) for h in ours] == naive
+    assert {f for _, f in naive} == {True, False}
+
+
+class RecomputingBackbone(BackboneSeq2Seq):
+    """The same adapter without a cache: its state is the list of full sequences, so reordering
+    is list indexing and every step re-runs the model -- the reference for beam search."""
+
+    def start(self, inputs, max_new_tokens):
+        cls, sep = self.tokenizer.cls_id, self.tokenizer.sep_id
+        rows = [([cls, *x, sep], [0] * (len(x) + 2)) for x in inputs]
+        return self._run(rows), rows
+
+    def step(self, state, tokens):
+        rows = [(ids + [int(t)], seg + [1]) for (ids, seg), t in zip(state, tokens)]
+        return self._run(rows), rows
+
+    def reorder(self, state, index):
+        return [state[i] for i in index.tolist()]
+
+    def _run(self, rows):
+        return torch.cat([
+            self.model(torch.tensor([ids]), mode="unilm", token_type_ids=torch.tensor([seg]))[:, -1] for ids, seg in rows
+        ])
+
+
+def test_backbone_beam_search_through_the_cache_matches_recomputation(tmp_path):
+    path = save_backbone(tmp_path, seed=1, eos_bias=1.0)
+    cached = load_adapter(path, "seq2seq")
+    naive = RecomputingBackbone(cached.model, cached.tokenizer, "naive", "cpu")
+    inputs = [cached.encode(t) for t in TEXTS]
+    config = DecodingConfig(num_beams=3, num_return_sequences=3, max_new_tokens=8)
+    ours, ref = generate(cached, inputs, config), generate(naive, inputs, config)
+    assert [[h.token_ids for h in hs] for hs in ours] == [[h.token_ids for h in hs] for hs in ref]
+    assert [h.score for hs in ours for h in hs] == pytest.approx([h.score for hs in ref for h in hs], abs=1e-4)
+
+
+def test_backbone_truncates_the_source_to_leave_room_for_the_output(tmp_path):
+    adapter = load_adapter(save_backbone(tmp_path), "seq2seq")
+    long_source = adapter.encode("广州的白云机场很大" * 10)
+    assert len(long_source) + 2 > 48 - 16
+    (hyp,), = generate(adapter, [long_source], DecodingConfig(max_new_tokens=16))
+    assert len(hyp.token_ids) <= 16
+    # the kept source is the beginning: decoding the truncated source alone gives the same output
+    room = 48 - 16 - 2
+    assert generate(adapter, [long_source[:room]], DecodingConfig(max_new_tokens=16))[0][0] == hyp
+    with pytest.raises(ValueError, match="no room"):
+        generate(adapter, [long_source], DecodingConfig(max_new_tokens=47))
+
+
+def test_adapter_texts_and_metadata(tmp_path, hf_dirs):
+    (tmp_path / "bb").mkdir()
+    path = save_backbone(tmp_path / "bb")
+    (path / "textgen.json").write_text(json.dumps({"name": "zh-test"}), encoding="utf-8")
+    adapter = load_adapter(path, "causal")
+    assert adapter.name == "zh-test" and adapter.eos_token_ids == [adapter.tokenizer.sep_id]
+    ids = adapter.encode("广州的白云机场")
+    assert adapter.decode(ids) == "广州的白云机场"
+    texts = adapter.token_texts()
+    assert len(texts) == adapter.vocab_size and texts[adapter.tokenizer.cls_id] == ""
+    assert "白云机场" in texts
+
+    gpt2 = load_adapter(hf_dirs["gpt2"], "causal")
+    texts = gpt2.token_texts()
+    assert len(texts) == gpt2.vocab_size and texts[gpt2.eos_token_ids[0]] == ""
+    # byte-level pieces concatenate (as bytes) to the encoded text exactly
+    ids = gpt2.encode("广州的白云机场")
+    raw = b"".join(texts[i].encode("utf-8", "surrogateescape") for i in ids)
+    assert raw.decode("utf-8") == "广州的白云机场" == gpt2.decode(ids)
+
+
+def test_load_adapter_errors_are_clear(tmp_path, hf_dirs):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_adapter(tmp_path / "missing", "seq2seq")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_adapter(tmp_path, "seq2seq")
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_adapter(tmp_path, "seq2seq")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model"}), encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_adapter(tmp_path, "causal")
+    with pytest.raises(ValueError, match="decoder-only"):
+        load_adapter(hf_dirs["gpt2"], "seq2seq")
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        load_adapter(hf_dirs["t5"], "causal")
+    with pytest.raises(ValueError, match="kind"):
+        load_adapter(hf_dirs["t5"], "chat")
+
+
+def test_pickled_weights_load_only_when_allowed(tmp_path, hf_dirs):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    path = tmp_path / "pickled"
+    shutil.copytree(hf_dirs["gpt2"], path)
+    state = load_file(str(path / "model.safetensors"))
+    (path / "model.safetensors").unlink()
+    torch.save(state, path / "pytorch_model.bin")
+    with pytest.raises(PermissionError, match="allow-pickle"):
+        load_adapter(path, "causal")
+    pickled = load_adapter(path, "causal", allow_pickle=True)
+    safe = load_adapter(hf_dirs["gpt2"], "causal")
+    inputs = [safe.encode(t) for t in TEXTS]
+    cfg = DecodingConfig(max_new_tokens=6)
+    assert generate(pickled, inputs, cfg) == generate(safe, inputs, cfg)
