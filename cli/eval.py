@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.console import fail, warn
+from .console import fail, warn
 
 if TYPE_CHECKING:
+    from textgen.config import Settings
     from textgen.io import Record
 
 app = typer.Typer(help="Evaluate models: language-model bits per character, title ROUGE/BLEU.", no_args_is_help=True)
@@ -48,7 +49,7 @@ class Device(str, Enum):
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", show_default=False, help="The file to evaluate on.")]
 FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="table: for people; json: one object, for scripts.")]
-DeviceOption = Annotated[Device, typer.Option("--device", help="auto, cpu or cuda.")]
+DeviceOption = Annotated[Device | None, typer.Option("--device", show_default=False, help="auto, cpu or cuda (default: $TEXTGEN_DEVICE, config, auto).")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Texts per model call.")]
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, show_default=False, help="Use only the first N records.")]
 PickleOption = Annotated[bool, typer.Option("--allow-pickle", help="Load pickled weights (pytorch_model.bin); pickles can run code.")]
@@ -131,11 +132,21 @@ def _emit(result: dict[str, Any], fmt: ReportFormat, title: str, rows: list[tupl
     Console().print(table)
 
 
-def _device(device: Device) -> str:
-    from cli.engine import EngineError, pick_device
+def _settings() -> Settings:
+    from .engine import EngineError, settings
 
     try:
-        return pick_device(device.value, None)
+        return settings()
+    except EngineError as exc:
+        fail(str(exc))
+
+
+def _device(device: Device | None, user: Settings) -> str:
+    """``--device``, else the user's configured device; also applies the configured thread count."""
+    from .engine import EngineError, pick_device
+
+    try:
+        return pick_device(device.value if device else user.device, user.threads)
     except EngineError as exc:
         fail(str(exc))
 
@@ -154,7 +165,7 @@ def lm(
     batch_size: BatchOption = 8,
     limit: LimitOption = None,
     fmt: FormatOption = ReportFormat.table,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = None,
     allow_pickle: PickleOption = False,
 ) -> None:
     """Bits per character (causal mode, the end of each text included) and masked-token accuracy.
@@ -170,7 +181,7 @@ def lm(
         info = resolve(model or DEFAULT_MODELS["continue"])
     except ModelNotFound as exc:
         fail(str(exc))
-    target = _device(device)
+    target = _device(device, _settings())
     from textgen.evaluation.lm import lm_cost, masked_lm_score
     from textgen.models.backbone import BertBackbone
     from textgen.tokenizer import ChineseTokenizer
@@ -227,7 +238,7 @@ def title(
     batch_size: BatchOption = 8,
     limit: LimitOption = None,
     fmt: FormatOption = ReportFormat.table,
-    device: DeviceOption = Device.auto,
+    device: DeviceOption = None,
     allow_pickle: PickleOption = False,
 ) -> None:
     """Generate a title for each record and score it against the reference (ROUGE-1/2/L F1, BLEU-4).
@@ -239,17 +250,17 @@ def title(
     pairs = read_title_pairs(data, text_field=text_field, ref_field=ref_field, text_col=text_col, ref_col=ref_col)[:limit]
     if not pairs:
         fail(f"--data {data}: no records to evaluate")
-    from cli.engine import Engine, EngineError, resolve_model, settings
+    from .engine import Engine, EngineError, resolve_model
 
+    user = _settings()
     try:
-        user = settings()
         info = resolve_model("title", model, user)
-        engine = Engine(user, _device(device), allow_pickle=allow_pickle)
+        engine = Engine(user, _device(device, user), allow_pickle=allow_pickle)
         config = engine.config("title", info, {"num_beams": beam} if beam else {})
         task = engine.task("title", info)
     except EngineError as exc:
         fail(str(exc))
-    from cli.output import progress_bar
+    from .output import progress_bar
     from textgen.evaluation.metrics import MetricReport, score_pair
 
     outputs: list[dict[str, Any]] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.eval import app
+from textgen.cli.eval import app
 from textgen.evaluation.lm import lm_cost
 from textgen.evaluation.metrics import score_corpus
 from textgen.models.backbone import BertBackbone
@@ -28,7 +28,7 @@ def invoke(*args: str):
 
 def test_eval_help_does_not_import_torch():
     code = (
-        "import sys; from typer.testing import CliRunner; from cli.eval import app; "
+        "import sys; from typer.testing import CliRunner; from textgen.cli.eval import app; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['title', '--help']); assert '--unit' in r.output, r.output; "
         "print('torch' in sys.modules)"
