@@ -9,7 +9,7 @@ The config file is ``$TEXTGEN_CONFIG`` if set, else ``$XDG_CONFIG_HOME/textgen/c
 
     device = "cpu"          # auto | cpu | cuda
     threads = 2             # torch intra-op threads
-    model = "zh-tiny"       # default model for every task (embedded name, directory or hub id)
+    model = "mini-zh"       # default model for every task (embedded name, directory or hub id)
 
     [title]                 # per task: its model and any decoding option (DecodingConfig field)
     model = "~/models/my-title-model"
