@@ -85,7 +85,7 @@ def save_bart(path: Path, seed: int = 0, width: int = 32, eos_factor: float = 2.
     return model, tok
 
 
-def train_byte_bpe(path: Path, vocab_size: int = 400):
+def train_byte_bpe(path: Path, vocab_size: int = 300):
     """A GPT-2 style byte-level BPE trained on SENTENCES, so it holds multi-character tokens
     such as 白云 and 白云机场."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -69,10 +69,13 @@ class Vocabulary:
 
 @dataclass
 class Healed:
-    """A prompt split for healing: decode from ``context_ids``; the output re-spells ``remainder``."""
+    """A prompt split for healing: decode from ``context_ids``; the output re-spells ``remainder``
+    (the text of the ``backed_off`` prompt tokens). Re-spelling uses output tokens, so a caller
+    may raise ``max_new_tokens`` by ``backed_off`` to keep the length budget of the new text."""
 
     context_ids: list[int]
     remainder: str
+    backed_off: int = 0
 
     def strip(self, text: str) -> str:
         """The new part of a decoded continuation: ``text`` minus the leading remainder. Spaces a
@@ -172,7 +175,7 @@ def heal(
         return [Healed(x, "") for x in ids], None
     vocab = vocab or Vocabulary(adapter.token_texts())
     splits = [back_off(vocab, x) for x in ids]
-    healed = [Healed(ctx, rest.decode("utf-8")) for ctx, rest in splits]
+    healed = [Healed(ctx, rest.decode("utf-8"), len(x) - len(ctx)) for x, (ctx, rest) in zip(ids, splits)]
     if not any(rest for _, rest in splits):
         return healed, None
     return healed, HealingConstraint(vocab, [rest for _, rest in splits])
