@@ -1,0 +1,114 @@
+"""The REPL: scripted through stdin (CliRunner) for its commands, and through a pseudo-terminal
+(pexpect) for line editing, history, Ctrl-C and Ctrl-D as a person uses it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+from typer.testing import CliRunner
+
+from conftest import save_tiny_model, subprocess_env
+from textgen.cli.app import app
+
+TEXTGEN = shutil.which("textgen", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+
+def repl(tiny_model: Path, script: str, *args: str):
+    return CliRunner().invoke(app, ["repl", "--model", str(tiny_model), *args], input=script)
+
+
+def test_scripted_session_runs_commands_and_generates(tiny_model: Path):
+    result = repl(tiny_model, ":help\n今天上午，新馆正式开放。\n:set beam=2 max_new_tokens=3\n:set\n:quit\n不会运行\n")
+    assert result.exit_code == 0, result.output
+    assert ":paste" in result.stderr  # the help
+    assert len(result.stdout.splitlines()) == 1  # one title; nothing after :quit
+    assert "num_beams=2" in result.stderr and "max_new_tokens=3" in result.stderr
+
+
+def test_bad_commands_report_and_keep_going(tiny_model: Path):
+    script = ":set top_p=7\n:set nonsense=1\n:set beam\n:task summarize\n:task nope\n:model no-such-model\n:frobnicate\n春天到了。\n"
+    result = repl(tiny_model, script)
+    assert result.exit_code == 0  # end of input leaves like Ctrl-D
+    err = result.stderr
+    assert "top_p must be in (0, 1]" in err and "unknown decoding option(s) ['nonsense']" in err
+    assert ":set beam=VALUE" in err and "lands in a later issue" in err and "unknown task 'nope'" in err
+    assert "model 'no-such-model' not found" in err and "unknown command :frobnicate" in err
+    assert len(result.stdout.splitlines()) == 1  # the settings were left unchanged, so it still generates
+
+
+def test_task_switch_paste_and_task_options(tiny_model: Path):
+    script = ":task continue\n:set heal=false seed=3\n:set\n:paste\n第一行\n第二行\n\n"
+    result = repl(tiny_model, script, "--task", "title")
+    assert result.exit_code == 0, result.output
+    assert "task continue" in result.stderr and "heal=False" in result.stderr and "seed=3" in result.stderr
+    assert result.stdout.strip()
+
+
+def test_unknown_start_model_is_a_usage_error(tmp_path: Path):
+    result = CliRunner().invoke(app, ["repl", "--model", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no such directory" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def long_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Room for thousands of positions, so a generation runs long enough to be interrupted."""
+    return save_tiny_model(tmp_path_factory.mktemp("long") / "long", max_positions=4096)
+
+
+def prompt(task: str) -> str:
+    """A fresh, empty prompt. prompt_toolkit draws the prompt's trailing space as a cursor move, so
+    a fresh "title> " reads "title>" + escape, while a submitted line re-drawn reads "title> text"."""
+    return re.escape(f"{task}>") + r"\x1b\["
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    env = subprocess_env({"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"})
+    return pexpect.spawn(TEXTGEN, list(args), env=env, encoding="utf-8", timeout=60, dimensions=(40, 200))
+
+
+@pytest.mark.skipif(TEXTGEN is None, reason="the textgen console script is not installed")
+def test_terminal_session_ctrl_c_cancels_and_ctrl_d_quits(long_model: Path, user_env: dict[str, str]):
+    child = spawn("repl", "--task", "title", "--model", str(long_model))
+    child.expect(prompt("title"))
+    child.sendline("春天到了，公园里的花都开了。")  # loads torch and the model, answers
+    child.expect(prompt("title"))
+    child.sendline(":set beam=1 min_new_tokens=4000 max_new_tokens=4000")
+    child.expect(prompt("title"))
+    child.sendline("新的地铁线路明年通车。")
+    child.expect("新的地铁线路明年通车。")  # the submitted line re-drawn: generating now
+    time.sleep(1.0)
+    started = time.monotonic()
+    child.sendcontrol("c")
+    child.expect("cancelled")
+    child.expect(prompt("title"))
+    assert time.monotonic() - started < 5  # the 4000-token generation was cut short
+    child.sendline(":set min_new_tokens=1 max_new_tokens=2")
+    child.expect(prompt("title"))
+    child.send("\x1b[A")  # up arrow: the history brings back the last line
+    child.expect(":set min_new_tokens=1 max_new_tokens=2")
+    child.sendcontrol("u")  # clear the line
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    history = Path(user_env["XDG_STATE_HOME"]) / "textgen" / "history"
+    assert "新的地铁线路明年通车。" in history.read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(TEXTGEN is None, reason="the textgen console script is not installed")
+def test_task_command_on_a_terminal_without_input_starts_the_repl(tiny_model: Path):
+    child = spawn("continue", "--model", str(tiny_model), "--max-new-tokens", "3")
+    child.expect(prompt("continue"))
+    child.sendline("我们在山顶看到了")
+    child.expect(prompt("continue"))
+    child.sendline(":quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
