@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Two shared CPU cores: one torch thread per process (set before anything imports torch).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Our own sentences (not from any data set): enough characters and words for a small vocabulary.
 SENTENCES = [
     "今天上午，市图书馆新馆正式向读者开放，馆内藏书超过一百万册。",

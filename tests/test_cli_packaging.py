@@ -1,0 +1,43 @@
+"""Packaging: the mapped cli/ folder installs as textgen.cli, editable and as a wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def packages_on_disk() -> set[str]:
+    found = {".".join(("textgen", *p.parent.relative_to(ROOT / "textgen").parts)) for p in (ROOT / "textgen").rglob("__init__.py")}
+    found |= {".".join(("textgen.cli", *p.parent.relative_to(ROOT / "cli").parts)) for p in (ROOT / "cli").rglob("__init__.py")}
+    return found
+
+
+def test_every_package_is_listed_in_pyproject():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    assert packages_on_disk() == listed
+
+
+def test_textgen_cli_is_this_checkouts_cli_folder():
+    import textgen.cli
+
+    assert Path(textgen.cli.__file__).resolve().parent == ROOT / "cli", "run `pip install -e .` in this checkout"
+
+
+def test_wheel_holds_the_cli_under_textgen(tmp_path: Path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                           capture_output=True, text=True, timeout=300)
+    if build.returncode != 0:
+        pytest.fail(build.stderr[-2000:])
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"textgen/cli/app.py", "textgen/cli/tasks.py", "textgen/io.py", "textgen/tasks/title.py"} <= names
+    assert not any(n.startswith("cli/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "textgen = textgen.cli.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
