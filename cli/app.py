@@ -17,7 +17,7 @@ from .tasks import planned_command, task_command
 app = typer.Typer(
     name="textgen",
     help="Chinese text generation: titles, summaries, QA pairs, constrained search, continuation.\n\n"
-         "Input comes from an argument, stdin, a file or a directory; output is text or JSONL.",
+    "Input comes from an argument, stdin, a file or a directory; output is text or JSONL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -25,7 +25,9 @@ app = typer.Typer(
 
 app.command("title")(task_command("title"))
 for _name in ("summarize", "qa", "search"):
-    app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(planned_command(_name))
+    app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+        planned_command(_name)
+    )
 app.command("continue")(task_command("continue"))
 app.command("repl")(repl_command)
 app.add_typer(train.app, name="train")

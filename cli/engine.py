@@ -67,7 +67,9 @@ class Engine:
         key = (name, str(info.path))
         if key not in self._cache:
             try:
-                self._cache[key] = load_task(name, info.path, model=info.name, device=self.device, allow_pickle=self.allow_pickle)
+                self._cache[key] = load_task(
+                    name, info.path, model=info.name, device=self.device, allow_pickle=self.allow_pickle
+                )
             except Exception as exc:  # noqa: BLE001 -- any load failure is reported in one line
                 raise EngineError(f"cannot load model {info.name!r} from {info.path}: {exc}") from None
         return self._cache[key]
@@ -76,7 +78,9 @@ class Engine:
         """The validated DecodingConfig: task defaults < model's textgen.json < user config <
         ``overrides``. Needs no loaded model, so bad values are reported before loading."""
         try:
-            return build_config(TASKS[name].defaults, info.decoding.get(name, {}), self.user.task_decoding.get(name, {}), overrides)
+            return build_config(
+                TASKS[name].defaults, info.decoding.get(name, {}), self.user.task_decoding.get(name, {}), overrides
+            )
         except (ValueError, TypeError) as exc:
             raise EngineError(f"decoding settings: {exc}") from None
 

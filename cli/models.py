@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import Enum
+from typing import Annotated
 
 import typer
 
@@ -19,8 +20,12 @@ class ListFormat(str, Enum):
 
 @app.command("list")
 def list_command(
-    format: ListFormat = typer.Option(ListFormat.text, "--format", "-f",
-                                      help="text: a table; json: an array of {name, source, path, size_bytes, tasks}."),
+    format: Annotated[
+        ListFormat,
+        typer.Option(
+            "--format", "-f", help="text: a table; json: an array of {name, source, path, size_bytes, tasks}."
+        ),
+    ] = ListFormat.text,
 ) -> None:
     """Embedded models and models in the local Hugging Face cache, with the tasks they serve."""
     models = list_models()

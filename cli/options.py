@@ -64,43 +64,144 @@ _DECODING_HELP: dict[str, tuple[type, tuple[str, ...], str]] = {
 }
 
 
-def _option(name: str, annotation: Any, default: Any, *flags: str, panel: str, help: str, **kw: Any) -> inspect.Parameter:
+def _option(
+    name: str, annotation: Any, default: Any, *flags: str, panel: str, help: str, **kw: Any
+) -> inspect.Parameter:
     info = typer.Option(*flags, help=help, rich_help_panel=panel, **kw)
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[annotation, info]
+    )
 
 
 def input_params() -> list[inspect.Parameter]:
-    text = typer.Argument(help="Text to process. Without it: -i, or stdin when piped; on a terminal, the REPL.", show_default=False)
+    text = typer.Argument(
+        help="Text to process. Without it: -i, or stdin when piped; on a terminal, the REPL.", show_default=False
+    )
     return [
-        inspect.Parameter("text", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[str | None, text]),
-        _option("input", Path | None, None, "--input", "-i", panel=INPUT, show_default=False,
-                help="Read FILE (.txt document, .jsonl records, .tsv rows) or every --glob file in DIR."),
-        _option("lines", bool, False, "--lines", panel=INPUT, help="One record per line (stdin or .txt) instead of one document."),
-        _option("field", str | None, None, "--field", panel=INPUT, show_default=False,
-                help="JSONL: the text field (default: text). TSV: column index (default: 0) or header name."),
+        inspect.Parameter(
+            "text", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[str | None, text]
+        ),
+        _option(
+            "input",
+            Path | None,
+            None,
+            "--input",
+            "-i",
+            panel=INPUT,
+            show_default=False,
+            help="Read FILE (.txt document, .jsonl records, .tsv rows) or every --glob file in DIR.",
+        ),
+        _option(
+            "lines",
+            bool,
+            False,
+            "--lines",
+            panel=INPUT,
+            help="One record per line (stdin or .txt) instead of one document.",
+        ),
+        _option(
+            "field",
+            str | None,
+            None,
+            "--field",
+            panel=INPUT,
+            show_default=False,
+            help="JSONL: the text field (default: text). TSV: column index (default: 0) or header name.",
+        ),
         _option("glob", str, "*.txt", "--glob", panel=INPUT, help="Files to read from an input directory."),
     ]
 
 
 def output_params() -> list[inspect.Parameter]:
     return [
-        _option("format", Format, Format.text, "--format", "-f", panel=OUTPUT, help="text: outputs only; jsonl: one JSON record per input record."),
-        _option("output", Path | None, None, "--output", "-o", panel=OUTPUT, show_default=False, help="Write to FILE instead of stdout."),
-        _option("output_dir", Path | None, None, "--output-dir", panel=OUTPUT, show_default=False,
-                help="Write one output file per input file, mirroring the input directory."),
-        _option("resume", bool, False, "--resume", panel=OUTPUT, help="Skip ids already in the JSONL output and append the rest."),
-        _option("progress", bool | None, None, "--progress/--no-progress", panel=OUTPUT, show_default=False,
-                help="Progress bar on stderr (default: when stderr is a terminal)."),
+        _option(
+            "format",
+            Format,
+            Format.text,
+            "--format",
+            "-f",
+            panel=OUTPUT,
+            help="text: outputs only; jsonl: one JSON record per input record.",
+        ),
+        _option(
+            "output",
+            Path | None,
+            None,
+            "--output",
+            "-o",
+            panel=OUTPUT,
+            show_default=False,
+            help="Write to FILE instead of stdout.",
+        ),
+        _option(
+            "output_dir",
+            Path | None,
+            None,
+            "--output-dir",
+            panel=OUTPUT,
+            show_default=False,
+            help="Write one output file per input file, mirroring the input directory.",
+        ),
+        _option(
+            "resume",
+            bool,
+            False,
+            "--resume",
+            panel=OUTPUT,
+            help="Skip ids already in the JSONL output and append the rest.",
+        ),
+        _option(
+            "progress",
+            bool | None,
+            None,
+            "--progress/--no-progress",
+            panel=OUTPUT,
+            show_default=False,
+            help="Progress bar on stderr (default: when stderr is a terminal).",
+        ),
     ]
 
 
 def model_params() -> list[inspect.Parameter]:
     return [
-        _option("model", str | None, None, "--model", "-m", panel=MODEL, show_default=False,
-                help="Embedded model name, model directory, or HF hub id in the local cache (default: $TEXTGEN_MODEL, the config file, the task's built-in model)."),
-        _option("device", Device | None, None, "--device", panel=MODEL, show_default=False, help="auto, cpu or cuda (default: $TEXTGEN_DEVICE, the config file, auto)."),
-        _option("threads", int | None, None, "--threads", panel=MODEL, show_default=False, min=1, help="CPU threads for torch."),
-        _option("allow_pickle", bool, False, "--allow-pickle", panel=MODEL, help="Load pickled weights (pytorch_model.bin); pickles can run code."),
+        _option(
+            "model",
+            str | None,
+            None,
+            "--model",
+            "-m",
+            panel=MODEL,
+            show_default=False,
+            help="Embedded model name, model directory, or HF hub id in the local cache "
+            "(default: $TEXTGEN_MODEL, the config file, the task's built-in model).",
+        ),
+        _option(
+            "device",
+            Device | None,
+            None,
+            "--device",
+            panel=MODEL,
+            show_default=False,
+            help="auto, cpu or cuda (default: $TEXTGEN_DEVICE, the config file, auto).",
+        ),
+        _option(
+            "threads",
+            int | None,
+            None,
+            "--threads",
+            panel=MODEL,
+            show_default=False,
+            min=1,
+            help="CPU threads for torch.",
+        ),
+        _option(
+            "allow_pickle",
+            bool,
+            False,
+            "--allow-pickle",
+            panel=MODEL,
+            help="Load pickled weights (pytorch_model.bin); pickles can run code.",
+        ),
     ]
 
 
@@ -115,7 +216,11 @@ def decoding_params(task_name: str, task_defaults: dict[str, Any]) -> list[inspe
     params = []
     for name, (kind, flags, text) in _DECODING_HELP.items():
         value = task_defaults.get(DECODING_FLAGS[name])
-        shown = "" if value is None else f" ({task_name} default: {str(value).lower() if isinstance(value, bool) else value})"
+        shown = (
+            ""
+            if value is None
+            else f" ({task_name} default: {str(value).lower() if isinstance(value, bool) else value})"
+        )
         params.append(_option(name, kind | None, None, *flags, panel=DECODING, show_default=False, help=text + shown))
     return params
 

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .console import set_live_console
 from textgen.io import Record, format_jsonl, format_text, id_key, resume_ids
+
+from .console import set_live_console
 
 
 class Stopped(KeyboardInterrupt):
@@ -66,8 +67,15 @@ class StopGuard:
 class Sink:
     """Output records to text or JSONL lines on stdout, a file, or files mirroring the inputs."""
 
-    def __init__(self, fmt: str, guard: StopGuard, *, output: Path | None = None, output_dir: Path | None = None,
-                 resume: bool = False) -> None:
+    def __init__(
+        self,
+        fmt: str,
+        guard: StopGuard,
+        *,
+        output: Path | None = None,
+        output_dir: Path | None = None,
+        resume: bool = False,
+    ) -> None:
         self.format = format_jsonl if fmt == "jsonl" else format_text
         self.suffix = ".jsonl" if fmt == "jsonl" else ".txt"
         self.guard = guard
@@ -112,7 +120,8 @@ class Sink:
             path.parent.mkdir(parents=True, exist_ok=True)
             if self.resume and path not in self._done:
                 self._done[path] = resume_ids(path)  # also cuts a partial last line before appending
-            f = self._files[path] = open(path, "a" if self.resume else "w", encoding="utf-8", newline="\n")
+            # Held open across records and batches; close() closes it.
+            f = self._files[path] = open(path, "a" if self.resume else "w", encoding="utf-8", newline="\n")  # noqa: SIM115
         return f
 
 
@@ -123,9 +132,22 @@ def progress_bar(enabled: bool, total: int | None) -> Iterator[Callable[[int], N
         yield lambda n: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     # Printing stdout above the bar is right when stdout is the same terminal, wrong for a pipe.
     with Progress(*columns, console=Console(stderr=True), redirect_stdout=sys.stdout.isatty()) as bar:
         task = bar.add_task("generating", total=total)

@@ -14,17 +14,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from .console import error, fail, say, warn
-from .engine import Engine, EngineError, check_task, pick_device, resolve_model, settings
-from .options import DECODING_FLAGS, Device
 from textgen.config import Settings
 from textgen.io import format_text, make_record
 from textgen.models.registry import ModelInfo
 from textgen.tasks import PLANNED, TASKS
+
+from .console import error, fail, say, warn
+from .engine import Engine, EngineError, check_task, pick_device, resolve_model, settings
+from .options import DECODING_FLAGS, Device
 
 HELP = """\
 Type a text and press Enter to run the task on it. Commands:
@@ -213,9 +214,16 @@ def line_reader() -> Callable[[str], str]:
     return PromptSession(history=history).prompt
 
 
-def run_repl(task: str, *, model: str | None = None, overrides: dict[str, Any] | None = None,
-             options: dict[str, Any] | None = None, device: Device | None = None, threads: int | None = None,
-             allow_pickle: bool = False) -> int:
+def run_repl(
+    task: str,
+    *,
+    model: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    device: Device | None = None,
+    threads: int | None = None,
+    allow_pickle: bool = False,
+) -> int:
     """Run the REPL until :quit or end of input; returns the exit status."""
     try:
         user = settings()
@@ -223,9 +231,17 @@ def run_repl(task: str, *, model: str | None = None, overrides: dict[str, Any] |
         info = resolve_model(task, model, user)
     except EngineError as exc:
         fail(str(exc))
-    repl = Repl(task, model, user, info, device=device.value if device else user.device,
-                threads=threads or user.threads, allow_pickle=allow_pickle,
-                overrides=dict(overrides or {}), options=dict(options or {}))
+    repl = Repl(
+        task,
+        model,
+        user,
+        info,
+        device=device.value if device else user.device,
+        threads=threads or user.threads,
+        allow_pickle=allow_pickle,
+        overrides=dict(overrides or {}),
+        options=dict(options or {}),
+    )
     read = line_reader()
     say(f"textgen {task} with model {info.name}; :help for commands, Ctrl-D to quit")
     while True:
@@ -244,11 +260,15 @@ def run_repl(task: str, *, model: str | None = None, overrides: dict[str, Any] |
 
 
 def repl_command(
-    task: str = typer.Option("title", "--task", help=f"Task to start with: {', '.join(TASKS)}."),
-    model: str | None = typer.Option(None, "--model", "-m", help="Model to start with (default: the task's)."),
-    device: Device | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Load pickled weights; pickles can run code."),
+    task: Annotated[str, typer.Option("--task", help=f"Task to start with: {', '.join(TASKS)}.")] = "title",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to start with (default: the task's).")
+    ] = None,
+    device: Annotated[Device | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch.")] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Load pickled weights; pickles can run code.")
+    ] = False,
 ) -> None:
     """Interactive session: line editing, history, :task, :set, :model, :paste, :help, :quit."""
     raise typer.Exit(run_repl(task, model=model, device=device, threads=threads, allow_pickle=allow_pickle))

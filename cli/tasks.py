@@ -21,17 +21,18 @@ from typing import Annotated, Any
 
 import typer
 
+from textgen.io import Record, read_path, read_stream, read_text
+from textgen.tasks import PLANNED, TASKS, Task
+
 from .console import error, fail, say, warn
 from .engine import Engine, EngineError, pick_device, resolve_model, settings
 from .options import decoding_overrides, decoding_params, input_params, model_params, output_params, run_params
 from .output import Sink, StopGuard, Stopped, progress_bar
-from textgen.io import Record, read_path, read_stream, read_text
-from textgen.tasks import PLANNED, TASKS, Task
 
 # Help for the task switches a task declares in ``Task.options`` (all booleans so far).
 TASK_OPTION_HELP = {
     "heal": "Token healing: back off the prompt's last token and make the output re-create it, so a "
-            "prompt that ends inside a word continues that word.",
+    "prompt that ends inside a word continues that word.",
 }
 
 
@@ -39,18 +40,29 @@ def task_command(name: str) -> Callable[..., None]:
     """A typer command function for the task ``name``, its signature built from the shared options."""
     cls = TASKS[name]
     extra = [
-        inspect.Parameter(opt, inspect.Parameter.KEYWORD_ONLY, default=default,
-                          annotation=Annotated[bool, typer.Option(f"--{opt}/--no-{opt}", help=TASK_OPTION_HELP[opt], rich_help_panel="Task")])
+        inspect.Parameter(
+            opt,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+            annotation=Annotated[
+                bool, typer.Option(f"--{opt}/--no-{opt}", help=TASK_OPTION_HELP[opt], rich_help_panel="Task")
+            ],
+        )
         for opt, default in cls.options.items()
     ]
-    params = input_params() + output_params() + model_params() + run_params() + decoding_params(name, cls.defaults) + extra
+    params = (
+        input_params() + output_params() + model_params() + run_params() + decoding_params(name, cls.defaults) + extra
+    )
 
     def command(**values: Any) -> None:
         raise typer.Exit(run_task(name, values))
 
     defaults = ", ".join(f"{k}={v}" for k, v in cls.defaults.items())
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = f"{cls.summary}\n\nDefaults for {name}: {defaults} (a model's textgen.json, the config file and the flags below override them)."
+    command.__doc__ = (
+        f"{cls.summary}\n\nDefaults for {name}: {defaults} "
+        "(a model's textgen.json, the config file and the flags below override them)."
+    )
     command.__name__ = name
     return command
 
@@ -75,8 +87,15 @@ def run_task(name: str, v: dict[str, Any]) -> int:
     if v["text"] is None and v["input"] is None and sys.stdin.isatty():
         from .repl import run_repl
 
-        return run_repl(name, model=v["model"], overrides=overrides, options=options, device=v["device"],
-                        threads=v["threads"], allow_pickle=v["allow_pickle"])
+        return run_repl(
+            name,
+            model=v["model"],
+            overrides=overrides,
+            options=options,
+            device=v["device"],
+            threads=v["threads"],
+            allow_pickle=v["allow_pickle"],
+        )
     records = _records(v)
     guard = StopGuard()
     try:
@@ -130,8 +149,16 @@ def _records(v: dict[str, Any]) -> list[Record] | Iterator[Record]:
     return records
 
 
-def _process(records: Iterable[Record], task: Task, config: Any, sink: Sink, *, batch_size: int, progress: bool,
-             total: int | None) -> int:
+def _process(
+    records: Iterable[Record],
+    task: Task,
+    config: Any,
+    sink: Sink,
+    *,
+    batch_size: int,
+    progress: bool,
+    total: int | None,
+) -> int:
     written = failed = 0
     try:
         with sink.guard, progress_bar(progress, total) as advance:

@@ -29,8 +29,15 @@ SENTENCES = [
 ]
 
 
-def save_tiny_model(path: Path, *, tasks: list[str] | None = None, decoding: dict | None = None,
-                    max_positions: int = 128, seed: int = 0, name: str = "tiny") -> Path:
+def save_tiny_model(
+    path: Path,
+    *,
+    tasks: list[str] | None = None,
+    decoding: dict | None = None,
+    max_positions: int = 128,
+    seed: int = 0,
+    name: str = "tiny",
+) -> Path:
     """A random 2-layer BertBackbone plus a word-mode vocabulary of SENTENCES, saved with a
     textgen.json, exactly the layout the CLI loads."""
     import torch
@@ -40,8 +47,14 @@ def save_tiny_model(path: Path, *, tasks: list[str] | None = None, decoding: dic
 
     tokenizer = ChineseTokenizer(build_vocab(SENTENCES, min_char_count=1, min_word_count=1), mode="word")
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=max_positions)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=max_positions,
+    )
     BertBackbone(config).save(path)
     tokenizer.save(path)
     meta = {"name": name, "tasks": tasks or ["title", "continue"], "attention": "unilm", "decoding": decoding or {}}
@@ -52,9 +65,13 @@ def save_tiny_model(path: Path, *, tasks: list[str] | None = None, decoding: dic
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model serving title and continue; outputs of at least 2 tokens so none is empty."""
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny",
-                           decoding={"title": {"min_new_tokens": 2, "max_new_tokens": 8},
-                                     "continue": {"min_new_tokens": 2, "max_new_tokens": 8}})
+    return save_tiny_model(
+        tmp_path_factory.mktemp("models") / "tiny",
+        decoding={
+            "title": {"min_new_tokens": 2, "max_new_tokens": 8},
+            "continue": {"min_new_tokens": 2, "max_new_tokens": 8},
+        },
+    )
 
 
 @pytest.fixture(autouse=True)

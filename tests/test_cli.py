@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from textgen.cli.app import app
 from typer.testing import CliRunner
 
 import textgen.decoding
-from textgen.cli.app import app
 from textgen.decoding import Hypothesis
 
 ARTICLE = "今天上午，市图书馆新馆正式向读者开放，馆内藏书超过一百万册。"
@@ -53,13 +53,19 @@ def test_stdin_is_one_document_or_lines(tiny_model: Path):
 
 def test_jsonl_batch_with_bad_records_yields_one_output_each(tiny_model: Path, tmp_path: Path):
     batch = tmp_path / "batch.jsonl"
-    batch.write_text("\n".join([
-        json.dumps({"id": "a", "text": ARTICLE}, ensure_ascii=False),
-        "{broken json",
-        json.dumps({"id": "c", "body": "没有文本"}, ensure_ascii=False),
-        json.dumps({"id": "d", "text": "  "}),
-        json.dumps({"id": "e", "text": "学生们在实验室里认真地做化学实验。"}, ensure_ascii=False),
-    ]) + "\n", encoding="utf-8")
+    batch.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "a", "text": ARTICLE}, ensure_ascii=False),
+                "{broken json",
+                json.dumps({"id": "c", "body": "没有文本"}, ensure_ascii=False),
+                json.dumps({"id": "d", "text": "  "}),
+                json.dumps({"id": "e", "text": "学生们在实验室里认真地做化学实验。"}, ensure_ascii=False),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     result = run("title", "-m", tiny_model, "-i", batch, "-f", "jsonl", "--batch-size", 2)
     assert result.exit_code == 1
     records = jsonl(result.stdout)
@@ -119,7 +125,11 @@ def test_cut_output_is_reported(tiny_model: Path):
 
 
 def test_empty_output_is_never_silent(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(textgen.decoding, "generate", lambda adapter, inputs, config, **kw: [[Hypothesis([], -0.1, True)] for _ in inputs])
+    monkeypatch.setattr(
+        textgen.decoding,
+        "generate",
+        lambda adapter, inputs, config, **kw: [[Hypothesis([], -0.1, True)] for _ in inputs],
+    )
     result = run("title", "-m", tiny_model, ARTICLE)
     assert result.exit_code == 0
     assert result.stdout == "\n" and "output is empty" in result.stderr
@@ -195,15 +205,20 @@ def test_token_healing_respells_and_strips_the_backed_off_word(tiny_model: Path,
 
 
 # ---------------------------------------------------------------------- usage errors
-@pytest.mark.parametrize("args, message", [
-    (["title", "文本", "-i", "x.txt"], "not both"),
-    (["title", "-i", "missing.txt"], "no such file or directory"),
-    (["title", "文本", "--resume"], "--resume needs --output"),
-    (["title", "文本", "--resume", "-o", "o.txt"], "--resume needs --format jsonl"),
-    (["title", "文本", "--output-dir", "d"], "needs --input"),
-    (["title", "-m", "no-such-model", "文本"], "model 'no-such-model' not found"),
-])
-def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["title", "文本", "-i", "x.txt"], "not both"),
+        (["title", "-i", "missing.txt"], "no such file or directory"),
+        (["title", "文本", "--resume"], "--resume needs --output"),
+        (["title", "文本", "--resume", "-o", "o.txt"], "--resume needs --format jsonl"),
+        (["title", "文本", "--output-dir", "d"], "needs --input"),
+        (["title", "-m", "no-such-model", "文本"], "model 'no-such-model' not found"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.chdir(tmp_path)
     result = run(*args)
     assert result.exit_code == 2
@@ -236,3 +251,67 @@ def test_help_lists_every_command_and_title_defaults():
         assert command in result.stdout
     title = " ".join(run("title", "--help").stdout.replace("│", " ").split())  # undo rich's wrapping
     assert "Beam width; 1 turns beam search off. (title default: 4)" in title and "num_beams=4" in title
+
+
+# ---------------------------------------------------------------------- models and devices
+def test_pickled_weights_need_allow_pickle(tiny_model: Path, tmp_path: Path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    model = tmp_path / "pickled"
+    shutil.copytree(tiny_model, model)
+    torch.save(load_file(str(model / "model.safetensors")), model / "pytorch_model.bin")
+    (model / "model.safetensors").unlink()
+    refused = run("title", "-m", model, ARTICLE)
+    assert refused.exit_code == 2 and "--allow-pickle" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert run("title", "-m", model, "--allow-pickle", ARTICLE).exit_code == 0
+
+
+def test_unreadable_model_is_a_usage_error(tmp_path: Path):
+    model = tmp_path / "broken"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "bert", "vocab_size": 10}', encoding="utf-8")
+    (model / "model.safetensors").write_bytes(b"not safetensors")
+    (model / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", encoding="utf-8")
+    result = run("title", "-m", model, ARTICLE)
+    assert result.exit_code == 2 and "cannot load model" in result.stderr and str(model) in result.stderr
+
+
+def test_device_choices(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run("title", "-m", tiny_model, "--device", "auto", "--threads", 1, ARTICLE).exit_code == 0
+    result = run("title", "-m", tiny_model, "--device", "cuda", ARTICLE)
+    assert result.exit_code == 2 and "no CUDA device" in result.stderr
+    monkeypatch.setenv("TEXTGEN_DEVICE", "gpu")
+    result = run("title", "-m", tiny_model, ARTICLE)
+    assert result.exit_code == 2 and "TEXTGEN_DEVICE must be one of auto, cpu, cuda" in result.stderr
+
+
+def test_progress_bar_on_request(tiny_model: Path, tmp_path: Path):
+    lines = tmp_path / "three.txt"
+    lines.write_text("甲文。\n乙文。\n丙文。\n", encoding="utf-8")
+    result = run("title", "-m", tiny_model, "-i", lines, "--lines", "--progress")
+    assert result.exit_code == 0
+    assert "generating" in result.stderr and "3/3" in result.stderr  # a file's total is known
+    assert len(result.stdout.splitlines()) == 3
+    quiet = run("title", "-m", tiny_model, "--lines", input="甲文。\n乙文。\n")
+    assert "generating" not in quiet.stderr  # stderr is not a terminal here
+
+
+def test_a_signal_during_a_write_waits_for_the_whole_line():
+    import os
+    import signal
+
+    from textgen.cli.output import StopGuard, Stopped
+
+    written = []
+    with pytest.raises(Stopped) as stop, StopGuard() as guard, guard.writing():
+        os.kill(os.getpid(), signal.SIGTERM)
+        written.append("the rest of the line")
+    assert written == ["the rest of the line"] and stop.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored

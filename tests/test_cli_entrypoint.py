@@ -12,22 +12,31 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import subprocess_env
 
 TEXTGEN = shutil.which("textgen", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-pytestmark = pytest.mark.skipif(TEXTGEN is None, reason="the textgen console script is not installed (pip install -e .)")
+pytestmark = pytest.mark.skipif(
+    TEXTGEN is None, reason="the textgen console script is not installed (pip install -e .)"
+)
 
 
 def textgen(*args: object, input: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 120):
-    return subprocess.run([TEXTGEN, *map(str, args)], input=input, capture_output=True, env=subprocess_env(env), timeout=timeout)
+    return subprocess.run(
+        [TEXTGEN, *map(str, args)], input=input, capture_output=True, env=subprocess_env(env), timeout=timeout
+    )
 
 
-@pytest.mark.parametrize("command", [[], ["title"], ["continue"], ["repl"], ["models"], ["train"], ["eval"], ["summarize"]])
+@pytest.mark.parametrize(
+    "command", [[], ["title"], ["continue"], ["repl"], ["models"], ["train"], ["eval"], ["summarize"]]
+)
 def test_help_never_imports_torch_or_transformers(command: list[str]):
     result = textgen(*command, "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr.decode()
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in result.stderr.decode().splitlines() if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in result.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
     assert "typer" in imported  # the import log is really there
     assert not imported & {"torch", "transformers", "prompt_toolkit"}
     assert b"Usage: textgen" in result.stdout
@@ -43,7 +52,10 @@ def test_pipe_with_invalid_utf8_warns_and_answers(tiny_model: Path):
 
 def test_batch_with_bad_records_exit_1_and_one_output_each(tiny_model: Path, tmp_path: Path):
     batch = tmp_path / "batch.jsonl"
-    batch.write_text('{"id": "ok", "text": "春天到了，公园里的花都开了。"}\n{"id": "bad"\n{"id": "blank", "text": ""}\n', encoding="utf-8")
+    batch.write_text(
+        '{"id": "ok", "text": "春天到了，公园里的花都开了。"}\n{"id": "bad"\n{"id": "blank", "text": ""}\n',
+        encoding="utf-8",
+    )
     result = textgen("title", "-m", tiny_model, "-i", batch, "-f", "jsonl")
     assert result.returncode == 1
     records = [json.loads(line) for line in result.stdout.decode().splitlines()]
@@ -62,12 +74,20 @@ def test_unknown_model_is_one_line_exit_2(tmp_path: Path):
 def test_stop_then_resume_writes_each_id_once(signum: int, tiny_model: Path, tmp_path: Path):
     batch = tmp_path / "batch.jsonl"
     n = 40
-    batch.write_text("".join(json.dumps({"id": f"r{i}", "text": f"第{i}篇：新的地铁线路明年通车。"}, ensure_ascii=False) + "\n"
-                             for i in range(n)), encoding="utf-8")
+    batch.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "text": f"第{i}篇：新的地铁线路明年通车。"}, ensure_ascii=False) + "\n"
+            for i in range(n)
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     slow = ["--beam", 1, "--min-new-tokens", 100, "--max-new-tokens", 100, "--batch-size", 1]
-    proc = subprocess.Popen([TEXTGEN, "title", "-m", str(tiny_model), "-i", str(batch), "-f", "jsonl", "-o", str(out),
-                             *map(str, slow)], stderr=subprocess.PIPE, env=subprocess_env())
+    proc = subprocess.Popen(
+        [TEXTGEN, "title", "-m", str(tiny_model), "-i", str(batch), "-f", "jsonl", "-o", str(out), *map(str, slow)],
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
     deadline = time.monotonic() + 60
     while (not out.exists() or out.read_bytes().count(b"\n") < 2) and time.monotonic() < deadline:
         time.sleep(0.02)

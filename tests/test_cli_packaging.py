@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def packages_on_disk() -> set[str]:
-    found = {".".join(("textgen", *p.parent.relative_to(ROOT / "textgen").parts)) for p in (ROOT / "textgen").rglob("__init__.py")}
-    found |= {".".join(("textgen.cli", *p.parent.relative_to(ROOT / "cli").parts)) for p in (ROOT / "cli").rglob("__init__.py")}
+    found = {
+        ".".join(("textgen", *p.parent.relative_to(ROOT / "textgen").parts))
+        for p in (ROOT / "textgen").rglob("__init__.py")
+    }
+    found |= {
+        ".".join(("textgen.cli", *p.parent.relative_to(ROOT / "cli").parts))
+        for p in (ROOT / "cli").rglob("__init__.py")
+    }
     return found
 
 
@@ -31,8 +37,23 @@ def test_textgen_cli_is_this_checkouts_cli_folder():
 
 
 def test_wheel_holds_the_cli_under_textgen(tmp_path: Path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
-                           capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if build.returncode != 0:
         pytest.fail(build.stderr[-2000:])
     (wheel,) = tmp_path.glob("*.whl")

@@ -55,16 +55,19 @@ def test_utf8_bom_is_dropped(tmp_path: Path):
 def test_jsonl_records_ids_fields_and_bad_lines(tmp_path: Path):
     f = tmp_path / "batch.jsonl"
     f.write_text(
-        "\n".join([
-            json.dumps({"id": "a", "text": "第一篇", "lang": "zh"}, ensure_ascii=False),
-            json.dumps({"content": "没有文本字段"}, ensure_ascii=False),
-            "{not json",
-            "",
-            json.dumps({"text": "   "}),
-            json.dumps(["a list"]),
-            json.dumps({"text": 5}),
-            json.dumps({"text": "第七行"}, ensure_ascii=False),
-        ]) + "\n",
+        "\n".join(
+            [
+                json.dumps({"id": "a", "text": "第一篇", "lang": "zh"}, ensure_ascii=False),
+                json.dumps({"content": "没有文本字段"}, ensure_ascii=False),
+                "{not json",
+                "",
+                json.dumps({"text": "   "}),
+                json.dumps(["a list"]),
+                json.dumps({"text": 5}),
+                json.dumps({"text": "第七行"}, ensure_ascii=False),
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     recs = list(read_path(f))

@@ -34,9 +34,15 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     model = root / "mini-zh"
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    (model / "textgen.json").write_text(json.dumps({
-        "name": "mini-zh", "tasks": ["title", "continue"], "decoding": {"title": {"num_beams": 3}},
-    }))
+    (model / "textgen.json").write_text(
+        json.dumps(
+            {
+                "name": "mini-zh",
+                "tasks": ["title", "continue"],
+                "decoding": {"title": {"num_beams": 3}},
+            }
+        )
+    )
     monkeypatch.setattr(registry, "EMBEDDED_DIR", root)
     return model
 
@@ -70,8 +76,11 @@ def test_hf_cache_hit_and_tasks_inferred_from_config(user_env: dict[str, str]):
 
 
 def test_unknown_names_list_what_is_available(embedded: Path, user_env: dict[str, str]):
-    fake_hf_repo(Path(user_env["HF_HUB_CACHE"]), "someone/gpt-zh",
-                 {"config.json": json.dumps({"architectures": ["GPT2LMHeadModel"]})})
+    fake_hf_repo(
+        Path(user_env["HF_HUB_CACHE"]),
+        "someone/gpt-zh",
+        {"config.json": json.dumps({"architectures": ["GPT2LMHeadModel"]})},
+    )
     with pytest.raises(ModelNotFound) as err:
         resolve("no-such-model")
     message = str(err.value)
@@ -79,7 +88,9 @@ def test_unknown_names_list_what_is_available(embedded: Path, user_env: dict[str
     assert "\n" not in message
 
 
-def test_uncached_hub_id_says_how_to_fetch_and_downloads_nothing(monkeypatch: pytest.MonkeyPatch, user_env: dict[str, str]):
+def test_uncached_hub_id_says_how_to_fetch_and_downloads_nothing(
+    monkeypatch: pytest.MonkeyPatch, user_env: dict[str, str]
+):
     with pytest.raises(ModelNotFound, match="HF_HUB_OFFLINE is set"):
         resolve("org/absent")
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -89,8 +100,11 @@ def test_uncached_hub_id_says_how_to_fetch_and_downloads_nothing(monkeypatch: py
 
 
 def test_list_models_as_json(embedded: Path, user_env: dict[str, str]):
-    fake_hf_repo(Path(user_env["HF_HUB_CACHE"]), "someone/gpt-zh",
-                 {"config.json": json.dumps({"architectures": ["GPT2LMHeadModel"]}), "model.safetensors": "x" * 10})
+    fake_hf_repo(
+        Path(user_env["HF_HUB_CACHE"]),
+        "someone/gpt-zh",
+        {"config.json": json.dumps({"architectures": ["GPT2LMHeadModel"]}), "model.safetensors": "x" * 10},
+    )
     rows = [m.to_json() for m in list_models()]
     assert [(r["name"], r["source"], r["tasks"]) for r in rows] == [
         ("mini-zh", "embedded", ["title", "continue"]),

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from typer.testing import CliRunner
-
 from conftest import save_tiny_model, subprocess_env
 from textgen.cli.app import app
+from typer.testing import CliRunner
 
 TEXTGEN = shutil.which("textgen", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
@@ -33,8 +32,8 @@ def test_scripted_session_runs_commands_and_generates(tiny_model: Path):
 
 
 def test_bad_commands_report_and_keep_going(tiny_model: Path):
-    script = ":set top_p=7\n:set nonsense=1\n:set beam\n:task summarize\n:task nope\n:model no-such-model\n:frobnicate\n春天到了。\n"
-    result = repl(tiny_model, script)
+    commands = [":set top_p=7", ":set nonsense=1", ":set beam", ":task summarize", ":task nope", ":model no-such-model"]
+    result = repl(tiny_model, "\n".join([*commands, ":frobnicate", "春天到了。"]) + "\n")
     assert result.exit_code == 0  # end of input leaves like Ctrl-D
     err = result.stderr
     assert "top_p must be in (0, 1]" in err and "unknown decoding option(s) ['nonsense']" in err

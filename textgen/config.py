@@ -26,10 +26,11 @@ Environment: ``TEXTGEN_MODEL`` (beats the file's ``model`` keys), ``TEXTGEN_DEVI
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 DEVICES = ("auto", "cpu", "cuda")
 _TOP_LEVEL_KEYS = {"device", "threads", "model"}

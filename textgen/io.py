@@ -39,8 +39,14 @@ class Record:
     fields: dict[str, Any] = field(default_factory=dict)  # a JSONL record's other fields
 
 
-def make_record(id: RecordId, text: str, *, warnings: list[str] | None = None, source: str | None = None,
-                fields: dict[str, Any] | None = None) -> Record:
+def make_record(
+    id: RecordId,
+    text: str,
+    *,
+    warnings: list[str] | None = None,
+    source: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> Record:
     """A record for ``text``, turned into an error record when the text is empty or blank."""
     rec = Record(id, text, warnings=list(warnings or ()), source=source, fields=dict(fields or {}))
     if not text.strip():
@@ -89,12 +95,16 @@ def read_path(path: Path, *, lines: bool = False, field: str | None = None, glob
         files = sorted(p for p in path.rglob(glob) if p.is_file())
         for file in files:
             rel = file.relative_to(path).as_posix()
-            yield from _prefixed(read_file(file, lines=lines, field=field, source=rel), rel, multi=lines or _is_table(file))
+            yield from _prefixed(
+                read_file(file, lines=lines, field=field, source=rel), rel, multi=lines or _is_table(file)
+            )
     else:
         yield from read_file(path, lines=lines, field=field, source=path.name)
 
 
-def read_file(path: Path, *, lines: bool = False, field: str | None = None, source: str | None = None) -> Iterator[Record]:
+def read_file(
+    path: Path, *, lines: bool = False, field: str | None = None, source: str | None = None
+) -> Iterator[Record]:
     """Records of one file, by extension: ``.jsonl``, ``.tsv``, else plain text."""
     data = path.read_bytes()
     suffix = path.suffix.lower()

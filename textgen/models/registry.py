@@ -179,9 +179,10 @@ def _dir_size(path: Path) -> int:
 def _not_found_hint(spec: str) -> str:
     if "/" not in spec:
         return "not a directory, an embedded model or a cached hub id"
+    where = f"not in the HF cache {hf_cache_dir()}"
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return f"not in the HF cache {hf_cache_dir()} and HF_HUB_OFFLINE is set; copy the model directory here and pass its path"
-    return f"not in the HF cache {hf_cache_dir()} (textgen never downloads); fetch it with `hf download {spec}` or pass a directory"
+        return f"{where} and HF_HUB_OFFLINE is set; copy the model directory here and pass its path"
+    return f"{where} (textgen never downloads); fetch it with `hf download {spec}` or pass a directory"
 
 
 def _available_line() -> str:

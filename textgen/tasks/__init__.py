@@ -22,7 +22,9 @@ TASK_NAMES = (*TASKS, *PLANNED)
 __all__ = ["PLANNED", "TASKS", "TASK_NAMES", "Prepared", "Task", "build_config", "load_task"]
 
 
-def load_task(name: str, path: Any, *, model: str, device: str = "cpu", allow_pickle: bool = False, **options: Any) -> Task:
+def load_task(
+    name: str, path: Any, *, model: str, device: str = "cpu", allow_pickle: bool = False, **options: Any
+) -> Task:
     """The task ``name`` over the model directory ``path`` (loads the adapter: imports torch)."""
     from textgen.models.adapters import load_adapter
 

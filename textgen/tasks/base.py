@@ -89,8 +89,10 @@ class Task:
 
         prepared = self.prepare([rec.text or "" for rec in records])
         hyps = generate(self.adapter, prepared.inputs, config, processors=prepared.processors)
-        return [self._output(rec, [prepared.finish(i, self.adapter.decode(h.token_ids)) for h in hs], hs, config)
-                for i, (rec, hs) in enumerate(zip(records, hyps))]
+        return [
+            self._output(rec, [prepared.finish(i, self.adapter.decode(h.token_ids)) for h in hs], hs, config)
+            for i, (rec, hs) in enumerate(zip(records, hyps))
+        ]
 
     def _output(self, rec: Record, texts: list[str], hyps: list[Any], config: DecodingConfig) -> dict[str, Any]:
         warnings = list(rec.warnings)
@@ -98,9 +100,13 @@ class Task:
         for rank, (text, hyp) in enumerate(zip(texts, hyps), 1):
             which = f"output {rank}" if len(hyps) > 1 else "output"
             if not hyp.finished:
-                warnings.append(f"{which} was cut at max_new_tokens={config.max_new_tokens}; raise --max-new-tokens for more")
+                warnings.append(
+                    f"{which} was cut at max_new_tokens={config.max_new_tokens}; raise --max-new-tokens for more"
+                )
             elif not text.strip():
-                warnings.append(f"{which} is empty: the model ended it at once; try --min-new-tokens 1 or another model")
+                warnings.append(
+                    f"{which} is empty: the model ended it at once; try --min-new-tokens 1 or another model"
+                )
             outputs.append({"text": text, "score": round(float(hyp.score), 4)})
         out: dict[str, Any] = {"id": rec.id, "outputs": outputs, "model": self.model, "task": self.name}
         if warnings:

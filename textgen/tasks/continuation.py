@@ -19,7 +19,12 @@ class ContinuationTask(Task):
     kind = "causal"
     summary = "Continue each text; prints only the continuation."
     # Sampling with a nucleus cut-off reads better than greedy text, which loops.
-    defaults: ClassVar[dict[str, Any]] = {"do_sample": True, "top_p": 0.9, "repetition_penalty": 1.1, "max_new_tokens": 64}
+    defaults: ClassVar[dict[str, Any]] = {
+        "do_sample": True,
+        "top_p": 0.9,
+        "repetition_penalty": 1.1,
+        "max_new_tokens": 64,
+    }
     options: ClassVar[dict[str, Any]] = {"heal": True}
 
     @cached_property
@@ -34,4 +39,6 @@ class ContinuationTask(Task):
 
         enabled = self.settings["heal"]
         healed, constraint = heal(self.adapter, texts, enabled=enabled, vocab=self._vocab if enabled else None)
-        return Prepared([h.context_ids for h in healed], [constraint] if constraint else [], lambda i, text: healed[i].strip(text))
+        return Prepared(
+            [h.context_ids for h in healed], [constraint] if constraint else [], lambda i, text: healed[i].strip(text)
+        )
