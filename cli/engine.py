@@ -53,11 +53,20 @@ def pick_device(device: str, threads: int | None) -> str:
     return device
 
 
+def decoding_config(name: str, info: ModelInfo, user: Settings, overrides: dict[str, Any]) -> Any:
+    """The validated DecodingConfig: task defaults < model's textgen.json < user config <
+    ``overrides``. Needs no loaded model, so bad values are reported before loading."""
+    layers = (TASKS[name].defaults, info.decoding.get(name, {}), user.task_decoding.get(name, {}), overrides)
+    try:
+        return build_config(*layers)
+    except (ValueError, TypeError) as exc:
+        raise EngineError(f"decoding settings: {exc}") from None
+
+
 @dataclass
 class Engine:
-    """Loads and caches tasks; holds the user's defaults and explicit decoding overrides."""
+    """Loads tasks on a device, once per (task, model): the REPL switches back and forth."""
 
-    user: Settings
     device: str
     allow_pickle: bool = False
     _cache: dict[tuple[str, str], Task] = field(default_factory=dict)
@@ -73,16 +82,6 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 -- any load failure is reported in one line
                 raise EngineError(f"cannot load model {info.name!r} from {info.path}: {exc}") from None
         return self._cache[key]
-
-    def config(self, name: str, info: ModelInfo, overrides: dict[str, Any]) -> Any:
-        """The validated DecodingConfig: task defaults < model's textgen.json < user config <
-        ``overrides``. Needs no loaded model, so bad values are reported before loading."""
-        try:
-            return build_config(
-                TASKS[name].defaults, info.decoding.get(name, {}), self.user.task_decoding.get(name, {}), overrides
-            )
-        except (ValueError, TypeError) as exc:
-            raise EngineError(f"decoding settings: {exc}") from None
 
 
 def check_task(name: str) -> None:

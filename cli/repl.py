@@ -24,7 +24,7 @@ from textgen.models.registry import ModelInfo
 from textgen.tasks import PLANNED, TASKS
 
 from .console import error, fail, say, warn
-from .engine import Engine, EngineError, check_task, pick_device, resolve_model, settings
+from .engine import Engine, EngineError, check_task, decoding_config, pick_device, resolve_model, settings
 from .options import DECODING_FLAGS, Device
 
 HELP = """\
@@ -56,7 +56,7 @@ class Repl:
     # ------------------------------------------------------------------ commands
     def command(self, line: str, read: Callable[[str], str]) -> bool:
         """Run a ``:command`` line; False when the REPL should end."""
-        name, _, arg = line[1:].strip().partition(" ")
+        name, _, arg = line.strip()[1:].partition(" ")
         arg = arg.strip()
         if name in ("quit", "q", "exit"):
             return False
@@ -143,14 +143,13 @@ class Repl:
 
     # ------------------------------------------------------------------ generation
     def config(self, overrides: dict[str, Any]) -> Any:
-        engine = self.engine or Engine(self.user, device="cpu")
-        return engine.config(self.task, self.info, overrides)
+        return decoding_config(self.task, self.info, self.user, overrides)
 
     def generate(self, text: str) -> None:
         try:
             config = self.config(self.overrides)
             if self.engine is None:
-                self.engine = Engine(self.user, pick_device(self.device, self.threads), allow_pickle=self.allow_pickle)
+                self.engine = Engine(pick_device(self.device, self.threads), allow_pickle=self.allow_pickle)
             task = self.engine.task(self.task, self.info)
             task.configure(**{**TASKS[self.task].options, **self.options})
             out = task.run([make_record("repl", text)], config)[0]

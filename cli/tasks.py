@@ -25,7 +25,7 @@ from textgen.io import Record, read_path, read_stream, read_text
 from textgen.tasks import PLANNED, TASKS, Task
 
 from .console import error, fail, say, warn
-from .engine import Engine, EngineError, pick_device, resolve_model, settings
+from .engine import Engine, EngineError, decoding_config, pick_device, resolve_model, settings
 from .options import decoding_overrides, decoding_params, input_params, model_params, output_params, run_params
 from .output import Sink, StopGuard, Stopped, progress_bar
 
@@ -102,10 +102,9 @@ def run_task(name: str, v: dict[str, Any]) -> int:
         with guard:
             user = settings()
             info = resolve_model(name, v["model"], user)
-            engine = Engine(user, device="cpu", allow_pickle=v["allow_pickle"])
-            config = engine.config(name, info, overrides)
-            engine.device = pick_device(v["device"].value if v["device"] else user.device, v["threads"] or user.threads)
-            task = engine.task(name, info)
+            config = decoding_config(name, info, user, overrides)
+            device = pick_device(v["device"].value if v["device"] else user.device, v["threads"] or user.threads)
+            task = Engine(device, allow_pickle=v["allow_pickle"]).task(name, info)
             task.configure(**options)
     except EngineError as exc:
         fail(str(exc))
@@ -164,7 +163,7 @@ def _process(
         with sink.guard, progress_bar(progress, total) as advance:
             for batch in _batches(records, batch_size):
                 todo = [rec for rec in batch if not sink.done(rec)]
-                for rec, out in zip(todo, task.run(todo, config) if todo else []):
+                for rec, out in zip(todo, task.run(todo, config)):
                     _report(out)
                     sink.write(rec, out)
                     written += 1

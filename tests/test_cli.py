@@ -315,3 +315,20 @@ def test_a_signal_during_a_write_waits_for_the_whole_line():
         written.append("the rest of the line")
     assert written == ["the rest of the line"] and stop.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_a_record_the_model_fails_on_does_not_stop_its_batch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
+    real = textgen.decoding.generate
+
+    def generate(adapter, inputs, config, **kw):
+        if any(len(ids) > 12 for ids in inputs):
+            raise ValueError("too long for this test")
+        return real(adapter, inputs, config, **kw)
+
+    monkeypatch.setattr(textgen.decoding, "generate", generate)
+    lines = "短文。\n" + ARTICLE + "\n好天气。\n"
+    result = run("title", "-m", tiny_model, "--lines", "-f", "jsonl", "--batch-size", 3, input=lines)
+    assert result.exit_code == 1
+    records = jsonl(result.stdout)
+    assert [r.get("error") for r in records] == [None, "ValueError: too long for this test", None]
+    assert records[0]["outputs"] and records[2]["outputs"]

@@ -1,7 +1,8 @@
 """What every generation task shares: record -> adapter inputs -> ``generate`` -> output record.
 
 A task knows nothing of the terminal. Subclasses say which adapter kind they need, their built-in
-decoding defaults, and how one text becomes a ``Prompt`` and one generated text becomes an output.
+decoding defaults, and how a batch of texts becomes adapter inputs (``Prepared``), including how
+each decoded output becomes the result.
 
 Importing this module (and the task modules) does not import torch: the command line reads the
 tasks' names and defaults to print ``--help`` instantly. The decoder is imported when generating.
@@ -69,18 +70,12 @@ class Task:
                 todo.append(i)
         try:
             results.update(zip(todo, self._generate([records[i] for i in todo], config)))
-        except Exception:  # noqa: BLE001 -- isolate the failing record below
-            if len(todo) == 1:
-                raise
-            for i in todo:
-                results[i] = self._run_one(records[i], config)
-        return [results[i] for i in range(len(records))]
-
-    def _run_one(self, rec: Record, config: DecodingConfig) -> dict[str, Any]:
-        try:
-            return self._generate([rec], config)[0]
         except Exception as exc:  # noqa: BLE001 -- one bad record must not stop a batch
-            return self._error(rec, f"{type(exc).__name__}: {exc}")
+            if len(todo) == 1:
+                results[todo[0]] = self._error(records[todo[0]], f"{type(exc).__name__}: {exc}")
+            else:  # find the culprit(s): one record at a time
+                results.update((i, self.run([records[i]], config)[0]) for i in todo)
+        return [results[i] for i in range(len(records))]
 
     def _generate(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
         if not records:
