@@ -65,11 +65,16 @@ def decoding_config(name: str, info: ModelInfo, user: Settings, overrides: dict[
 
 @dataclass
 class Engine:
-    """Loads tasks on a device, once per (task, model): the REPL switches back and forth."""
+    """The user's settings and a device; loads each (task, model) once, as the REPL switches."""
 
+    user: Settings
     device: str
     allow_pickle: bool = False
     _cache: dict[tuple[str, str], Task] = field(default_factory=dict)
+
+    def config(self, name: str, info: ModelInfo, overrides: dict[str, Any]) -> Any:
+        """``decoding_config`` with this engine's user settings."""
+        return decoding_config(name, info, self.user, overrides)
 
     def task(self, name: str, info: ModelInfo) -> Task:
         """The task over ``info``'s model; loaded once per (task, model) and reused."""

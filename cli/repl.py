@@ -149,7 +149,7 @@ class Repl:
         try:
             config = self.config(self.overrides)
             if self.engine is None:
-                self.engine = Engine(pick_device(self.device, self.threads), allow_pickle=self.allow_pickle)
+                self.engine = Engine(self.user, pick_device(self.device, self.threads), allow_pickle=self.allow_pickle)
             task = self.engine.task(self.task, self.info)
             task.configure(**{**TASKS[self.task].options, **self.options})
             out = task.run([make_record("repl", text)], config)[0]

@@ -104,7 +104,7 @@ def run_task(name: str, v: dict[str, Any]) -> int:
             info = resolve_model(name, v["model"], user)
             config = decoding_config(name, info, user, overrides)
             device = pick_device(v["device"].value if v["device"] else user.device, v["threads"] or user.threads)
-            task = Engine(device, allow_pickle=v["allow_pickle"]).task(name, info)
+            task = Engine(user, device, allow_pickle=v["allow_pickle"]).task(name, info)
             task.configure(**options)
     except EngineError as exc:
         fail(str(exc))
