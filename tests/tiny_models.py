@@ -50,14 +50,18 @@ def char_tokenizer(path: Path, specials: list[str], template: str, **special):
     return _wrap(tok, path, **special)
 
 
-def save_t5(path: Path, seed: int = 0, width: int = 32, eos_factor: float = -1.5):
+def save_t5(path: Path, seed: int = 0, width: int = 32, layers: int = 2, vocab_size: int | None = None,
+            eos_factor: float = -1.5):
+    """A random T5 over the character tokenizer; ``vocab_size`` may exceed the tokenizer (for
+    benchmarks with a realistic output layer)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     tok = char_tokenizer(path, ["<pad>", "</s>", "<unk>"], "$A </s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     torch.manual_seed(seed)
     cfg = T5Config(
-        vocab_size=len(tok), d_model=width, d_kv=8, d_ff=2 * width, num_layers=2, num_decoder_layers=2,
-        num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=False,
+        vocab_size=max(vocab_size or 0, len(tok)), d_model=width, d_kv=width // 4, d_ff=2 * width, num_layers=layers,
+        num_decoder_layers=layers, num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        tie_word_embeddings=False,
     )
     model = T5ForConditionalGeneration(cfg)
     _favour_eos(model.get_output_embeddings().weight, 1, factor=eos_factor)
@@ -102,8 +106,9 @@ def train_byte_bpe(path: Path, vocab_size: int = 300):
     return _wrap(tok, path, bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot)
 
 
-def save_gpt2(path: Path, seed: int = 0, width: int = 32, layers: int = 2, tokenizer=None, eos_factor: float = 6.0):
-    """A tiny random GPT-2 over the trained byte-level BPE (or over ``tokenizer`` if given)."""
+def save_gpt2(path: Path, seed: int = 0, width: int = 32, layers: int = 2, tokenizer=None, vocab_size: int | None = None,
+              eos_factor: float = 6.0):
+    """A random GPT-2 over the trained byte-level BPE (or over ``tokenizer`` if given)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tok = tokenizer if tokenizer is not None else train_byte_bpe(path)
@@ -112,7 +117,7 @@ def save_gpt2(path: Path, seed: int = 0, width: int = 32, layers: int = 2, token
     eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
     torch.manual_seed(seed)
     cfg = GPT2Config(
-        vocab_size=len(tok), n_embd=width, n_layer=layers, n_head=4, n_positions=128,
+        vocab_size=max(vocab_size or 0, len(tok)), n_embd=width, n_layer=layers, n_head=4, n_positions=256,
         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
     )
     model = GPT2LMHeadModel(cfg)

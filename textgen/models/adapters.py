@@ -196,6 +196,7 @@ class _HFAdapter(Adapter):
 class _Seq2SeqState:
     encoder_hidden: torch.Tensor  # [N, S, H]
     encoder_mask: torch.Tensor  # [N, S]
+    owner: torch.Tensor  # [N] the input each row encodes
     cache: Any  # transformers EncoderDecoderCache
 
 
@@ -227,7 +228,7 @@ class HFSeq2Seq(_HFAdapter):
         ids, mask = _pad(inputs, self.pad_token_id, left=False, device=self.device)
         encoder_hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         prompt = torch.tensor([self.decoder_prompt] * len(inputs), dtype=torch.long, device=self.device)
-        state = _Seq2SeqState(encoder_hidden, mask, None)
+        state = _Seq2SeqState(encoder_hidden, mask, torch.arange(len(inputs), device=self.device), None)
         return self._decode(state, prompt)
 
     def step(self, state, tokens):
@@ -245,9 +246,17 @@ class HFSeq2Seq(_HFAdapter):
         return out.logits[:, -1].float(), state
 
     def reorder(self, state, index):
+        """Beam reordering moves rows within one input's group, where the encoder outputs and the
+        cross-attention cache are identical: then only the decoder's self-attention cache moves
+        (``generate()`` copies both caches every step)."""
+        owner = state.owner.index_select(0, index)
+        if torch.equal(owner, state.owner):
+            state.cache.self_attention_cache.reorder_cache(index)
+            return state
         state.cache.reorder_cache(index)
         state.encoder_hidden = state.encoder_hidden.index_select(0, index)
         state.encoder_mask = state.encoder_mask.index_select(0, index)
+        state.owner = owner
         return state
 
 
