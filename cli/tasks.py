@@ -128,8 +128,15 @@ def _check_usage(v: dict[str, Any]) -> None:
         fail("--resume needs --output FILE or --output-dir DIR to resume")
     if v["resume"] and v["format"].value != "jsonl":
         fail("--resume needs --format jsonl (plain text output has no ids to resume from)")
-    if v["input"] is not None and not v["input"].exists():
+    if v["input"] is None:
+        return
+    if not v["input"].exists():
         fail(f"no such file or directory: {v['input']}")
+    source = v["input"].resolve()
+    if v["output"] is not None and v["output"].resolve() == source:
+        fail("--output is the input file: writing would destroy it")
+    if v["output_dir"] is not None and v["output_dir"].resolve() == (source if source.is_dir() else source.parent):
+        fail("--output-dir is the input's directory: outputs would overwrite inputs; pick another directory")
 
 
 def _records(v: dict[str, Any]) -> list[Record] | Iterator[Record]:

@@ -225,6 +225,17 @@ def test_usage_errors_are_one_line_and_exit_2(
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args", [["-i", "a.txt", "-o", "a.txt"], ["-i", "a.txt", "--output-dir", "."], ["-i", ".", "--output-dir", "."]]
+)
+def test_outputs_never_overwrite_inputs(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    Path("a.txt").write_text(ARTICLE, encoding="utf-8")
+    result = run("title", *args)
+    assert result.exit_code == 2 and ("would destroy" in result.stderr or "would overwrite" in result.stderr)
+    assert Path("a.txt").read_text(encoding="utf-8") == ARTICLE
+
+
 def test_model_that_does_not_serve_the_task(tmp_path: Path):
     from conftest import save_tiny_model
 

@@ -25,6 +25,12 @@ def test_text_is_one_document_without_its_final_newline():
     assert (rec.id, rec.text, rec.error) == (1, "春天到了，花都开了。", None)
 
 
+def test_argument_bytes_that_are_not_utf8_are_replaced_with_a_warning():
+    argv_text = b"\xff\xe5\xa5\xbd".decode("utf-8", "surrogateescape")  # how Python hands such argv over
+    (rec,) = read_text(argv_text)
+    assert rec.text == "\ufffd好" and rec.warnings == [INVALID_UTF8]
+
+
 def test_lines_make_one_record_each_and_blank_lines_are_error_records():
     recs = list(read_text("第一行\n  \n第三行", lines=True))
     assert [r.id for r in recs] == [1, 2, 3]

@@ -67,13 +67,12 @@ def decode(data: bytes) -> tuple[str, list[str]]:
 
 
 # ---------------------------------------------------------------------- readers
-def read_text(text: str, *, lines: bool = False, source: str | None = None) -> Iterator[Record]:
-    """One document (id 1), or with ``lines`` one record per line (id = line number)."""
-    if not lines:
-        yield make_record(1, _strip_newline(text), source=source)
-        return
-    for n, line in enumerate(text.splitlines(), 1):
-        yield make_record(n, line, source=source)
+def read_text(text: str, *, lines: bool = False) -> Iterator[Record]:
+    """One document (id 1), or with ``lines`` one record per line (id = line number).
+
+    A command-line argument that held bytes which are not UTF-8 reaches Python as surrogate
+    escapes; they get the same replacement and warning as bytes read from a file."""
+    yield from _read_plain(text.encode("utf-8", "surrogateescape"), lines, None)
 
 
 def read_stream(stream: BinaryIO, *, lines: bool = False) -> Iterator[Record]:
@@ -112,13 +111,18 @@ def read_file(
         yield from _read_jsonl(data, field or "text", source)
     elif suffix == ".tsv":
         yield from _read_tsv(data, field, source)
-    elif lines:
-        for n, raw in enumerate(data.splitlines(), 1):
-            text, warnings = decode(raw)
-            yield make_record(n, text, warnings=warnings, source=source)
     else:
+        yield from _read_plain(data, lines, source)
+
+
+def _read_plain(data: bytes, lines: bool, source: str | None) -> Iterator[Record]:
+    if not lines:
         text, warnings = decode(data)
         yield make_record(1, _strip_newline(text), warnings=warnings, source=source)
+        return
+    for n, raw in enumerate(data.splitlines(), 1):
+        text, warnings = decode(raw)
+        yield make_record(n, text, warnings=warnings, source=source)
 
 
 def _read_jsonl(data: bytes, key: str, source: str | None) -> Iterator[Record]:
