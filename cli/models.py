@@ -1,4 +1,4 @@
-"""``textgen models``: the models at hand (embedded in the package, and in the local HF cache)."""
+"""``textgen models``: the models at hand (embedded, in the local HF cache, named in your settings)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from textgen.models.registry import list_models
+
+from .console import fail
+from .engine import EngineError, settings
 
 app = typer.Typer(help="List the models textgen can use without downloading anything.", no_args_is_help=True)
 
@@ -27,8 +30,13 @@ def list_command(
         ),
     ] = ListFormat.text,
 ) -> None:
-    """Embedded models and models in the local Hugging Face cache, with the tasks they serve."""
-    models = list_models()
+    """Embedded models, models in the local Hugging Face cache, and the model directories your
+    settings ($TEXTGEN_MODEL, the config file) name, with the tasks they serve."""
+    try:
+        user = settings()
+    except EngineError as exc:
+        fail(str(exc))
+    models = list_models(user.named_models())
     if format is ListFormat.json:
         typer.echo(json.dumps([m.to_json() for m in models], ensure_ascii=False, indent=2))
         return

@@ -250,10 +250,16 @@ def test_later_tasks_say_so(command: str):
     assert result.exit_code == 2 and "lands in a later issue" in result.stderr
 
 
-def test_models_list_json(tiny_model: Path):
-    result = run("models", "list", "--format", "json")
-    assert result.exit_code == 0
-    assert isinstance(json.loads(result.stdout), list)
+def test_models_list_shows_the_directories_settings_name(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
+    def local_rows() -> list[dict]:
+        return [r for r in json.loads(run("models", "list", "--format", "json").stdout) if r["source"] == "local"]
+
+    assert local_rows() == []
+    monkeypatch.setenv("TEXTGEN_MODEL", str(tiny_model))
+    (row,) = local_rows()
+    assert (row["path"], row["tasks"]) == (str(tiny_model), ["title", "continue"]) and row["size_bytes"] > 0
+    table = run("models", "list")
+    assert table.exit_code == 0 and "local" in table.stdout and "title,continue" in table.stdout
 
 
 def test_help_lists_every_command_and_title_defaults():

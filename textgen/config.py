@@ -56,6 +56,10 @@ class Settings:
         task's own table names none (environment beats the file; see ``load_settings``)."""
         return self.task_models.get(task) or self.model
 
+    def named_models(self) -> list[str]:
+        """Every model these settings name."""
+        return [m for m in (self.model, *self.task_models.values()) if m]
+
 
 def config_path() -> Path:
     """Where the user config file is looked for (it need not exist)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,18 @@ def resolve(spec: str) -> ModelInfo:
     raise ModelNotFound(f"model {spec!r} not found: {_not_found_hint(spec)}; {_available_line()}")
 
 
-def list_models() -> list[ModelInfo]:
-    """Embedded models, then models in the HF cache (those with a ``config.json``)."""
-    found = [describe(d, name=d.name, source="embedded") for d in _embedded_dirs()]
-    return found + _cached_models()
+def list_models(configured: Iterable[str] = ()) -> list[ModelInfo]:
+    """Embedded models, models in the HF cache (those with a ``config.json``), then the local
+    directories among ``configured`` (the models the user's settings name), each once."""
+    found = [describe(d, name=d.name, source="embedded") for d in _embedded_dirs()] + _cached_models()
+    for spec in configured:
+        try:
+            info = resolve(spec)
+        except ModelNotFound:
+            continue
+        if info.source == "local" and all(info.path != m.path for m in found):
+            found.append(info)
+    return found
 
 
 def describe(path: Path, *, name: str, source: str, size_bytes: int | None = None) -> ModelInfo:
