@@ -32,36 +32,53 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-# flag name (python identifier) -> DecodingConfig field. The REPL's :set accepts either name.
-DECODING_FLAGS: dict[str, str] = {
-    "beam": "num_beams",
-    "sample": "do_sample",
-    "top_k": "top_k",
-    "top_p": "top_p",
-    "temperature": "temperature",
-    "num": "num_return_sequences",
-    "max_new_tokens": "max_new_tokens",
-    "min_new_tokens": "min_new_tokens",
-    "length_penalty": "length_penalty",
-    "repetition_penalty": "repetition_penalty",
-    "no_repeat_ngram": "no_repeat_ngram_size",
-    "seed": "seed",
+# Decoding flags: python name -> (DecodingConfig field, type, flags, help).
+_DECODING: dict[str, tuple[str, type, tuple[str, ...], str]] = {
+    "beam": ("num_beams", int, ("--beam", "-b"), "Beam width; 1 turns beam search off."),
+    "sample": ("do_sample", bool, ("--sample/--no-sample",), "Sample instead of searching."),
+    "top_k": ("top_k", int, ("--top-k",), "Sample among the k likeliest tokens; 0 = no limit."),
+    "top_p": (
+        "top_p",
+        float,
+        ("--top-p",),
+        "Sample from the smallest set of tokens with this much probability; 1 = off.",
+    ),
+    "temperature": ("temperature", float, ("--temperature", "-t"), "Sampling temperature; 1 = neutral."),
+    "num": ("num_return_sequences", int, ("--num", "-n"), "Outputs per input (an n-best list)."),
+    "max_new_tokens": (
+        "max_new_tokens",
+        int,
+        ("--max-new-tokens",),
+        "Most tokens to generate; a warning says when an output hits it.",
+    ),
+    "min_new_tokens": (
+        "min_new_tokens",
+        int,
+        ("--min-new-tokens",),
+        "Fewest tokens to generate before the end may come.",
+    ),
+    "length_penalty": (
+        "length_penalty",
+        float,
+        ("--length-penalty",),
+        "Beam score exponent on length; > 1 favours longer outputs.",
+    ),
+    "repetition_penalty": (
+        "repetition_penalty",
+        float,
+        ("--repetition-penalty",),
+        "Penalty on tokens already present; 1 = off.",
+    ),
+    "no_repeat_ngram": (
+        "no_repeat_ngram_size",
+        int,
+        ("--no-repeat-ngram",),
+        "Never repeat an n-gram of this size; 0 = off.",
+    ),
+    "seed": ("seed", int, ("--seed",), "Random seed, for repeatable sampling."),
 }
-
-_DECODING_HELP: dict[str, tuple[type, tuple[str, ...], str]] = {
-    "beam": (int, ("--beam", "-b"), "Beam width; 1 turns beam search off."),
-    "sample": (bool, ("--sample/--no-sample",), "Sample instead of searching."),
-    "top_k": (int, ("--top-k",), "Sample among the k likeliest tokens; 0 = no limit."),
-    "top_p": (float, ("--top-p",), "Sample from the smallest set of tokens with this much probability; 1 = off."),
-    "temperature": (float, ("--temperature", "-t"), "Sampling temperature; 1 = neutral."),
-    "num": (int, ("--num", "-n"), "Outputs per input (an n-best list)."),
-    "max_new_tokens": (int, ("--max-new-tokens",), "Most tokens to generate; a warning says when an output hits it."),
-    "min_new_tokens": (int, ("--min-new-tokens",), "Fewest tokens to generate before the end may come."),
-    "length_penalty": (float, ("--length-penalty",), "Beam score exponent on length; > 1 favours longer outputs."),
-    "repetition_penalty": (float, ("--repetition-penalty",), "Penalty on tokens already present; 1 = off."),
-    "no_repeat_ngram": (int, ("--no-repeat-ngram",), "Never repeat an n-gram of this size; 0 = off."),
-    "seed": (int, ("--seed",), "Random seed, for repeatable sampling."),
-}
+# flag name -> DecodingConfig field. The REPL's :set accepts either name.
+DECODING_FLAGS: dict[str, str] = {name: spec[0] for name, spec in _DECODING.items()}
 
 
 def _option(
@@ -214,14 +231,11 @@ def decoding_params(task_name: str, task_defaults: dict[str, Any]) -> list[inspe
     (the others start neutral, as their help says). The neutral values live in DecodingConfig,
     which is not imported here: the decoding package imports torch."""
     params = []
-    for name, (kind, flags, text) in _DECODING_HELP.items():
-        value = task_defaults.get(DECODING_FLAGS[name])
-        shown = (
-            ""
-            if value is None
-            else f" ({task_name} default: {str(value).lower() if isinstance(value, bool) else value})"
-        )
-        params.append(_option(name, kind | None, None, *flags, panel=DECODING, show_default=False, help=text + shown))
+    for name, (field, kind, flags, text) in _DECODING.items():
+        if field in task_defaults:
+            value = task_defaults[field]
+            text += f" ({task_name} default: {str(value).lower() if isinstance(value, bool) else value})"
+        params.append(_option(name, kind | None, None, *flags, panel=DECODING, show_default=False, help=text))
     return params
 
 
