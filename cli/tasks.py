@@ -141,7 +141,7 @@ def _check_usage(v: dict[str, Any]) -> None:
 
 def _records(v: dict[str, Any]) -> list[Record] | Iterator[Record]:
     """The input records: a list for a text or files (so the progress bar knows the total), a
-    lazy stream for stdin (so piped lines are answered as they arrive)."""
+    lazy stream for stdin (so piped lines are answered as they arrive, a batch at a time)."""
     if v["text"] is not None:
         return list(read_text(v["text"], lines=v["lines"]))
     if v["input"] is None:

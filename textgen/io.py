@@ -77,8 +77,8 @@ def read_text(text: str, *, lines: bool = False) -> Iterator[Record]:
 
 def read_stream(stream: BinaryIO, *, lines: bool = False) -> Iterator[Record]:
     """Records from a byte stream (stdin). With ``lines`` each line is read and yielded as it
-    arrives, so ``tail -f log | textgen title --lines`` works; otherwise the whole stream is one
-    document."""
+    arrives, so ``tail -f log | textgen title --lines --batch-size 1`` answers line by line;
+    otherwise the whole stream is one document."""
     if not lines:
         text, warnings = decode(stream.read())
         yield make_record(1, _strip_newline(text), warnings=warnings)
