@@ -168,6 +168,25 @@ def test_backbone_truncates_the_source_to_leave_room_for_the_output(tmp_path):
         generate(adapter, [long_source], DecodingConfig(max_new_tokens=47))
 
 
+def test_backbone_seq2seq_cuts_the_source_to_the_length_it_was_trained_on(tmp_path):
+    # Regression: textgen.json's max_source_tokens (written by seq2seq fine-tuning) was ignored, so
+    # long articles were fed whole and the title decoded at positions training never reached.
+    path = save_backbone(tmp_path)
+    plain = load_adapter(path, "seq2seq")
+    (path / "textgen.json").write_text(json.dumps({"max_source_tokens": 6}), encoding="utf-8")
+    cut = load_adapter(path, "seq2seq")
+    assert plain.max_source_tokens is None and cut.max_source_tokens == 6
+    source = cut.encode("广州的白云机场很大我们去白云机场接人")
+    assert len(source) > 6
+    with torch.inference_mode():
+        logits, _ = cut.start([source], MAX_NEW)
+        first6, _ = plain.start([source[:6]], MAX_NEW)
+        whole, _ = plain.start([source], MAX_NEW)
+    assert torch.allclose(logits, first6, atol=1e-5) and not torch.allclose(logits, whole, atol=1e-3)
+    assert generate(cut, [source], DecodingConfig(max_new_tokens=MAX_NEW)) == generate(
+        plain, [source[:6]], DecodingConfig(max_new_tokens=MAX_NEW))
+
+
 def test_adapter_texts_and_metadata(tmp_path, hf_dirs):
     (tmp_path / "bb").mkdir()
     path = save_backbone(tmp_path / "bb")

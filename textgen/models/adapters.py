@@ -136,10 +136,18 @@ class _BackboneAdapter(Adapter):
 
 
 class BackboneSeq2Seq(_BackboneAdapter):
-    """UniLM seq2seq (algorithms.md 0): the source is bidirectional, the target causal."""
+    """UniLM seq2seq (algorithms.md 0): the source is bidirectional, the target causal.
+
+    ``max_source_tokens`` (textgen.json, written by seq2seq fine-tuning) is the source length the
+    model was trained on; longer sources keep their beginning, as in training. Without the cut the
+    target would sit at positions training never reached."""
+
+    max_source_tokens: int | None = None
 
     def start(self, inputs, max_new_tokens):
         room = _check_room(self.model.config.max_position_embeddings, max_new_tokens, reserved=2)
+        if self.max_source_tokens:
+            room = min(room, self.max_source_tokens)
         cls, sep = self.tokenizer.cls_id, self.tokenizer.sep_id
         rows = [[cls, *list(src)[:room], sep] for src in inputs]  # right-truncation, as bert4keras
         return self._prefill(rows, "unilm")
@@ -434,8 +442,21 @@ def _load_backbone(path: Path, kind: str, name: str, device, allow_pickle: bool)
         raise FileNotFoundError(f"{path} has no vocab.txt for its BERT tokenizer")
     model = BertBackbone.load(path, allow_pickle=allow_pickle).to(device)
     tokenizer = ChineseTokenizer.from_dir(path)
-    cls = BackboneSeq2Seq if kind == "seq2seq" else BackboneCausal
-    return cls(model, tokenizer, name, device)
+    if kind == "causal":
+        return BackboneCausal(model, tokenizer, name, device)
+    adapter = BackboneSeq2Seq(model, tokenizer, name, device)
+    adapter.max_source_tokens = _max_source_tokens(path)
+    return adapter
+
+
+def _max_source_tokens(path: Path) -> int | None:
+    """``max_source_tokens`` from textgen.json (a positive integer), else None."""
+    meta = path / "textgen.json"
+    try:
+        value = json.loads(meta.read_text(encoding="utf-8")).get("max_source_tokens") if meta.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool) -> Adapter:
