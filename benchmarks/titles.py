@@ -147,10 +147,21 @@ def examples_table(items: list[dict], names: list[str]) -> str:
     return markdown_table(["record", "reference", *(f"{n} (beam 3)" for n in names)], [[c.replace("|", "\\|") if isinstance(c, str) else c for c in r] for r in body], "r" + "l" * (len(names) + 1))
 
 
-def source_budget(report: dict) -> str:
-    """How many source tokens the UniLM adapter keeps: positions - new tokens - [CLS] and [SEP]."""
-    budgets = {m["max_positions"] - m["decoding"]["beam3"]["max_new_tokens"] - 2 for m in report["models"] if m["max_positions"]}
-    return "/".join(map(str, sorted(budgets))) or "(max positions - max_new_tokens - 2)"
+def source_tokens(task, config) -> int | None:
+    """How many source tokens the UniLM adapter keeps: what fits beside the output and [CLS] /
+    [SEP], and at most the ``max_source_tokens`` the model was fine-tuned with (textgen.json)."""
+    positions = getattr(task.adapter.model.config, "max_position_embeddings", None)
+    if not positions:
+        return None
+    room = positions - config.max_new_tokens - 2
+    trained = getattr(task.adapter, "max_source_tokens", None)
+    return min(room, trained) if trained else room
+
+
+def source_text(report: dict) -> str:
+    kept = [f"`{m['label']}` {m['source_tokens']}" for m in report["models"] if m.get("source_tokens")]
+    return ("The UniLM adapter keeps the first source tokens of an article (" + ", ".join(kept) + "; textgen.json's "
+            "`max_source_tokens` where set, else what fits beside the output), so long articles are cut.") if kept else ""
 
 
 def defaults_text(report: dict) -> str:
@@ -180,9 +191,7 @@ reference title: ROUGE-1, ROUGE-2 and ROUGE-L F1 and BLEU-4, each the mean of pe
 x100 (an empty or failed title scores 0 and still counts). Titles come from the real title task
 (`TitleTask` via `task.run`, records in batches of {args['batch_size']}) with each model's own title
 decoding defaults (task defaults, then the model's `textgen.json`; the user config is not read),
-except the beam width, forced to 1 (greedy, no sampling) or 3. The UniLM adapter keeps the first
-{source_budget(report)} source tokens of a long article (many iNews articles are cut there; CSL
-abstracts fit). Lead-N is the first N non-whitespace characters of the article, a floor.
+except the beam width, forced to 1 (greedy, no sampling) or 3. {source_text(report)} Lead-N is the first N non-whitespace characters of the article, a floor.
 
 **Units and implementations.** Tables are at the character level (every non-whitespace character a
 token, lowercased: the protocol of the published CSL numbers); the JSON also has the jieba word
@@ -263,7 +272,7 @@ def main() -> None:
             print(f"{model.label}: {model.source} (step {model.provenance.get('step')})", flush=True)
             task = load_model_task(model, "title")
             report["models"].append({**model.describe(), "decoding": {d: config_dict(title_config(model, b)) for d, b in DECODINGS.items()},
-                                     "max_positions": getattr(task.adapter.model.config, "max_position_embeddings", None)})
+                                     "source_tokens": source_tokens(task, title_config(model, 3))})
             for split, pairs in data.items():
                 rows, preds = model_rows(split, pairs, model, task, args.batch_size)
                 report["quality"] += rows
