@@ -24,7 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+# Before torch starts OpenMP: with the default (spinning) wait policy, 2 threads on a CPU shared
+# with another busy process ran ~40x slower here (each thread waits, spinning, for the descheduled
+# other); with passive waiting 2 threads ran about as fast as 1 on the busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,7 +132,7 @@ def bench_hf(models: dict, repeats: int, memory: bool) -> list[dict]:
                 base = {"path": str(path), "kind": kind, "batch": batch, "beams": beams, "max_new": MAX_NEW}
                 specs = {impl: {**base, "impl": impl} for impl in ("ours", "hf")}
                 seconds = compare(specs, repeats)["seconds"]
-                row = {"model": f"{family}-{size}", "params_m": round(params / 1e6, 1), "batch": batch,
+                row = {"model": f"{family}-{size}", "params_m": round(params / 1e6, 2), "batch": batch,
                        "strategy": strategy, "ours_s": seconds["ours"], "hf_s": seconds["hf"],
                        "ratio": seconds["ours"] / seconds["hf"]}
                 peaks = {impl: probe_peak(spec) if memory and batch > 1 else None for impl, spec in specs.items()}
@@ -194,7 +199,7 @@ def bench_cache(tmp: Path, repeats: int, memory: bool, sizes) -> list[dict]:
             result = compare(specs, repeats)
             seconds = result["seconds"]
             peaks = {impl: probe_peak(spec) if memory and batch > 1 else None for impl, spec in specs.items()}
-            row = {"model": f"unilm-{size}", "params_m": round(params / 1e6, 1), "batch": batch, "new_tokens": 64,
+            row = {"model": f"unilm-{size}", "params_m": round(params / 1e6, 2), "batch": batch, "new_tokens": 64,
                    "cache_s": seconds["ours"], "recompute_s": seconds["recompute"],
                    "speedup": seconds["recompute"] / seconds["ours"], "cache_peak_mib": peaks["ours"],
                    "recompute_peak_mib": peaks["recompute"],
@@ -230,7 +235,7 @@ def write_doc(report: dict) -> None:
     section = f"""## Decoding
 
 Written by `python benchmarks/decode.py` ({env['date']}; {env['machine']}; torch {env['torch']},
-transformers {env['transformers']}, {env['threads']} threads; random weights; raw numbers in
+transformers {env['transformers']}, {env['threads']} threads, OMP_WAIT_POLICY={env['omp_wait_policy']}; random weights; raw numbers in
 `benchmarks/results/decode.json`). Wall time: best of {report['repeats']} alternating runs after a
 warm-up (2 runs for the cache table). Peak memory: growth of a fresh process's peak resident set
 during one run (batch 16 only).
@@ -296,6 +301,7 @@ def main() -> None:
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
         },
         "repeats": repeats,
         "max_new_tokens": MAX_NEW,

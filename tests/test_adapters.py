@@ -227,6 +227,22 @@ def test_load_adapter_errors_are_clear(tmp_path, hf_dirs):
         load_adapter(hf_dirs["t5"], "chat")
 
 
+def test_a_directory_with_only_tokenizer_json_loads(tmp_path, hf_dirs):
+    import shutil
+
+    path = tmp_path / "bare"
+    shutil.copytree(hf_dirs["gpt2"], path)
+    for extra in path.iterdir():
+        if extra.name.startswith(("tokenizer_config", "special_tokens")):
+            extra.unlink()
+    assert (path / "tokenizer.json").exists()
+    bare, full = load_adapter(path, "causal"), load_adapter(hf_dirs["gpt2"], "causal")
+    assert bare.eos_token_ids == full.eos_token_ids and bare.encode(TEXTS[0]) == full.encode(TEXTS[0])
+    inputs = [full.encode(t) for t in TEXTS]
+    cfg = DecodingConfig(max_new_tokens=6)
+    assert generate(bare, inputs, cfg) == generate(full, inputs, cfg)
+
+
 def test_pickled_weights_load_only_when_allowed(tmp_path, hf_dirs):
     import shutil
 

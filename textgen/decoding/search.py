@@ -153,20 +153,22 @@ def _sample(
 
     for t in range(steps):
         logits = _process(rules, tokens[:, :t], logits)
-        logp = torch.log_softmax(logits, dim=-1)
         if generator is None:
             choice = logits.argmax(dim=-1)
         else:
             probs = apply_processors(warpers, tokens[:, :t], logits).softmax(dim=-1)
             choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        scores += logp.gather(1, choice[:, None]).squeeze(1)
+        # log p(choice) without materialising log_softmax over the vocabulary
+        scores += logits.gather(1, choice[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
         tokens[:, t] = choice
         ended = _eos_mask(choice, eos)
-        emit(ended, t, True)
+        any_ended = bool(ended.any())
+        if any_ended:
+            emit(ended, t, True)
         if t == steps - 1:
             emit(~ended, steps, False)
             break
-        if bool(ended.any()):
+        if any_ended:
             live = (~ended).nonzero().flatten()
             if live.numel() == 0:
                 break
@@ -214,7 +216,8 @@ def _beam_search(
 
         # Candidates that end and rank in the step's top K join the pool.
         joining = ends & top_k_mask
-        if bool(joining.any()):
+        joined = bool(joining.any())
+        if joined:
             cand_tokens = run_tokens.gather(1, cand_beam[:, :, None].expand(b, width, steps)).clone()
             cand_tokens[:, :, t] = cand_token
             normalised = cand_scores / float(t + 1) ** lp
@@ -229,19 +232,22 @@ def _beam_search(
 
         if t == steps - 1 or bool(ends.all()):
             break
-        full = pool.full(active)
-        if config.early_stopping:
-            closed = full
-        else:  # HF's heuristic: the best running beam, scored at its current length, cannot win
-            closed = full & (run_scores[:, 0] / float(t + 1) ** lp <= pool.worst(active))
-        keep = (~closed).nonzero().flatten()
-        if keep.numel() == 0:
-            break
-        beam_src, next_token, run_scores = beam_src[keep], next_token[keep], run_scores[keep]
-        row_index = (keep[:, None] * K + beam_src).flatten()  # rows of the current batch to carry on
-        run_tokens = run_tokens.view(b * K, steps).index_select(0, row_index).view(len(keep), K, steps)
+        groups = torch.arange(b, device=device)  # the open inputs of this batch that carry on
+        if joined or not config.early_stopping:  # only then can an input have become complete
+            full = pool.full(active)
+            if config.early_stopping:
+                closed = full
+            else:  # HF's heuristic: the best running beam, scored at its current length, cannot win
+                closed = full & (run_scores[:, 0] / float(t + 1) ** lp <= pool.worst(active))
+            if bool(closed.any()):
+                groups = (~closed).nonzero().flatten()
+                if groups.numel() == 0:
+                    break
+                beam_src, next_token, run_scores = beam_src[groups], next_token[groups], run_scores[groups]
+                active = active[groups]
+        row_index = (groups[:, None] * K + beam_src).flatten()  # rows of the current batch to carry on
+        run_tokens = run_tokens.view(b * K, steps).index_select(0, row_index).view(len(groups), K, steps)
         run_tokens[:, :, t] = next_token
-        active = active[keep]
         rows.reorder(row_index)
         logits = rows.step(next_token.flatten())
     return pool.best(config.num_return_sequences)
