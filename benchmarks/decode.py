@@ -35,11 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builders the tests use
 
+from tiny_models import CHARS, SENTENCES, save_gpt2, save_t5  # noqa: E402
+
 from textgen.decoding import DecodingConfig, generate  # noqa: E402
 from textgen.models.adapters import BackboneSeq2Seq, load_adapter  # noqa: E402
 from textgen.models.backbone import BertBackbone, BertConfig  # noqa: E402
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer  # noqa: E402
-from tiny_models import CHARS, SENTENCES, save_gpt2, save_t5  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "decode.json"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -102,7 +103,7 @@ def _probe_main(spec: dict) -> None:
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
         before = _status("VmRSS")
     except (OSError, KeyError):
-        print("")
+        print()
         return
     run()
     print(max(_status("VmHWM") - before, 0))

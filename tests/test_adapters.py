@@ -7,12 +7,18 @@ import json
 
 import pytest
 import torch
+from tiny_models import CHARS, save_bart, save_gpt2, save_t5
 
 from textgen.decoding import DecodingConfig, generate
-from textgen.models.adapters import BackboneCausal, BackboneSeq2Seq, HFCausal, HFSeq2Seq, load_adapter
+from textgen.models.adapters import (
+    BackboneCausal,
+    BackboneSeq2Seq,
+    HFCausal,
+    HFSeq2Seq,
+    load_adapter,
+)
 from textgen.models.backbone import BertBackbone, BertConfig
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer
-from tiny_models import CHARS, save_bart, save_gpt2, save_t5
 
 TEXTS = ["广州的白云机场很大", "白云山", "我们去白云机场接人今天天气很好", "蓝天", "飞机从白云机场起飞"]
 MAX_NEW = 10

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_models import CHARS, save_gpt2, train_byte_bpe
 
 from textgen.decoding import DecodingConfig, generate
-from textgen.decoding.healing import HealingConstraint, Healed, Vocabulary, back_off, heal
+from textgen.decoding.healing import (
+    Healed,
+    HealingConstraint,
+    Vocabulary,
+    back_off,
+    heal,
+)
 from textgen.models.adapters import load_adapter
 from textgen.models.backbone import BertBackbone, BertConfig
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer
-from tiny_models import CHARS, save_gpt2, train_byte_bpe
 
 PROMPT = "广州的白云"
 TARGET = "白云机场"

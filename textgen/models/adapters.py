@@ -375,7 +375,7 @@ def _hf_token_texts(tokenizer, vocab_size: int) -> list[str]:
         elif m := _BYTE_FALLBACK.match(tok):
             texts.append(bytes([int(m.group(1), 16)]).decode("utf-8", "surrogateescape"))
         elif kind == "wordpiece":
-            texts.append(tok[2:] if tok.startswith("##") else tok)
+            texts.append(tok.removeprefix("##"))
         else:
             texts.append(tok.replace("▁", " "))
     texts += [""] * (vocab_size - len(texts))  # output rows beyond the tokenizer (padded embeddings)
@@ -425,16 +425,20 @@ def load_adapter(
     return _load_hf(path, kind, name, device, allow_pickle)
 
 
-def _model_name(path: Path) -> str:
+def _textgen_meta(path: Path) -> dict:
+    """The directory's optional ``textgen.json`` (name, tasks, max_source_tokens ...); an
+    unreadable one counts as absent here (the registry reports it)."""
     meta = path / "textgen.json"
-    if meta.is_file():
-        try:
-            name = json.loads(meta.read_text(encoding="utf-8")).get("name")
-        except (json.JSONDecodeError, AttributeError):
-            name = None
-        if isinstance(name, str) and name:
-            return name
-    return path.resolve().name
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _model_name(path: Path) -> str:
+    name = _textgen_meta(path).get("name")
+    return name if isinstance(name, str) and name else path.resolve().name
 
 
 def _load_backbone(path: Path, kind: str, name: str, device, allow_pickle: bool) -> Adapter:
@@ -451,16 +455,17 @@ def _load_backbone(path: Path, kind: str, name: str, device, allow_pickle: bool)
 
 def _max_source_tokens(path: Path) -> int | None:
     """``max_source_tokens`` from textgen.json (a positive integer), else None."""
-    meta = path / "textgen.json"
-    try:
-        value = json.loads(meta.read_text(encoding="utf-8")).get("max_source_tokens") if meta.is_file() else None
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return None
+    value = _textgen_meta(path).get("max_source_tokens")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool) -> Adapter:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
 
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
