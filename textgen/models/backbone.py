@@ -218,9 +218,12 @@ class BertBackbone(nn.Module):
             if position_ids is None:
                 position_ids = cache.next_pos[:, None] + torch.arange(t, device=input_ids.device)
             key_mask = torch.cat([cache.key_mask, attention_mask], dim=1)
-            causal = torch.ones(t, t, dtype=torch.bool, device=input_ids.device).tril()
-            past = cache.key_mask[:, None, None, :].expand(b, 1, t, len(cache))
-            mask = torch.cat([past, causal.expand(b, 1, t, t)], dim=-1)
+            if t == 1 and bool(cache.key_mask.all()):
+                mask = None  # one new token, no padded keys: it sees everything (the common decode step)
+            else:
+                causal = torch.ones(t, t, dtype=torch.bool, device=input_ids.device).tril()
+                past = cache.key_mask[:, None, None, :].expand(b, 1, t, len(cache))
+                mask = torch.cat([past, causal.expand(b, 1, t, t)], dim=-1)
         if int(position_ids.max()) >= self.config.max_position_embeddings:
             raise ValueError(
                 f"sequence longer than the model's {self.config.max_position_embeddings} positions; shorten the input"
