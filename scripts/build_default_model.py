@@ -116,7 +116,7 @@ def title(args) -> None:
     """Fine-tune the pretrained best checkpoint on title pairs only (csl-dev picks the checkpoint)."""
     from textgen.training.recipes import finetune_seq2seq
 
-    base = Path(args.run_dir) / "best"
+    base = Path(args.base or Path(args.run_dir) / "best")
     out = Path(args.out or Path(args.run_dir).parent / f"title-{args.variant}")
     train = [(p.source, p.target) for split in ("csl-train", "inews-train") for p in corpus.title_pairs(split)]
     dev = [(p.source, p.target) for p in corpus.title_pairs("csl-dev")]
@@ -152,6 +152,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=200)
     t = sub.add_parser("title", help="fine-tune the pretrained model on title pairs")
     t.add_argument("--variant", choices=("full", "sparse"), required=True)
+    t.add_argument("--base", help="model to fine-tune (default: RUN_DIR/best)")
     t.add_argument("--out", help="run directory (default: title-VARIANT beside --run-dir)")
     t.add_argument("--steps", type=int, default=600)
     t.add_argument("--batch-size", type=int, default=16)

@@ -64,16 +64,20 @@ def load_base(path: str | os.PathLike, *, allow_pickle: bool = False) -> tuple[B
     return BertBackbone.load(path, allow_pickle=allow_pickle), ChineseTokenizer.from_dir(path), read_meta(path)
 
 
-def loss_evaluator(dev: TokenData, tok: ChineseTokenizer, kinds: Sequence[str]) -> Callable[[BertBackbone], dict[str, float]]:
+def loss_evaluator(
+    dev: TokenData, tok: ChineseTokenizer, kinds: Sequence[str], sparse_k: int = 0
+) -> Callable[[BertBackbone], dict[str, float]]:
     """Dev losses (nats/token) for the objectives in ``kinds``; ``dev_loss`` is their mean.
-    Masked LM uses a fixed seed so that successive evaluations compare."""
+    Masked LM uses a fixed seed so that successive evaluations compare. A model trained with sparse
+    softmax is judged by the same sparse loss (``sparse_k``): it leaves the logits outside its top k
+    uncalibrated, so its full-softmax cross-entropy rises while its top-k ranking improves."""
     import random
 
     sp = specials_of(tok)
 
     @torch.no_grad()
     def evaluate(backbone: BertBackbone) -> dict[str, float]:
-        model = LossModel(backbone)
+        model = LossModel(backbone, sparse_k)
         scores: dict[str, float] = {}
         chunks = range(0, len(dev.windows), 32)
         if "causal" in kinds and dev.windows:
@@ -157,7 +161,7 @@ def finetune_seq2seq(
     meta = {**base_meta, "tasks": tasks, "attention": "unilm", "max_source_tokens": max_source}
     trainer = Trainer(
         backbone, cfg, MixedBatches(data, specials_of(tok), batch_size, ("pairs",), seed=cfg.seed, noise=noise),
-        evaluate=loss_evaluator(dev, tok, ("pairs",)) if dev.pairs else None,
+        evaluate=loss_evaluator(dev, tok, ("pairs",), cfg.sparse_k) if dev.pairs else None,
         save_model=lambda m, d: save_model_dir(m, tok, d, meta),
     )
     return trainer.fit()
