@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -81,15 +82,18 @@ def _state_step(directory: Path) -> int | None:
 
 
 def _training_step(directory: Path) -> dict[str, Any]:
-    """The step (and dev scores) of a checkpoint directory, from the run's ``log.jsonl`` for
-    ``best`` or from ``trainer_state.pt`` for ``last``."""
+    """The step (and dev scores) of a checkpoint directory: from the run's ``log.jsonl`` for
+    ``best``, from ``trainer_state.pt`` for ``last``, else from a ``...-stepN`` directory name."""
     log = directory.parent / "log.jsonl"
     if directory.name == "best" and log.is_file():
         rec = _best_step(log)
         if rec is not None:
             return {"step": rec["step"], "dev": rec["dev"], "step_from": str(log)}
     step = _state_step(directory)
-    return {"step": step, "step_from": str(directory / "trainer_state.pt")} if step is not None else {"step": None}
+    if step is not None:
+        return {"step": step, "step_from": str(directory / "trainer_state.pt")}
+    named = re.search(r"step[-_]?(\d+)$", directory.name)  # a snapshot kept as e.g. runs/mini-zh-step1000
+    return {"step": int(named.group(1)), "step_from": "directory name"} if named else {"step": None}
 
 
 def _log_covers(directory: Path) -> bool:
@@ -233,9 +237,16 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any], rows: str | None = None) -> None:
+    """Indented JSON, except that each item of the list ``data[rows]`` takes one line (per-case
+    rows stay readable and diffable without a line per field)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    head = {k: v for k, v in data.items() if k != rows}
+    text = json.dumps(head, indent=2, ensure_ascii=False)
+    if rows is not None:
+        items = ",\n".join("    " + json.dumps(item, ensure_ascii=False) for item in data[rows])
+        text = text[: text.rfind("}")].rstrip() + f',\n  "{rows}": [\n{items}\n  ]\n}}'
+    path.write_text(text + "\n", encoding="utf-8")
 
 
 def write_section(doc: Path, title: str, heading: str, body: str) -> None:

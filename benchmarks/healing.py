@@ -22,8 +22,8 @@ starts with the rest of the cut word (inside) or the whole next word (boundary).
 compared after NFKC, lowercasing and dropping whitespace (the tokenizer lowercases and maps
 full-width forms; a model cannot be right about what its tokenizer erases).
 
-Writes ``--out`` (JSON: summary numbers and one row per cut, without the source text) and the
-"Token healing on held-out text" section of ``--doc``; prints the table.
+Writes ``--out`` (JSON summary), the "Token healing on held-out text" section of ``--doc`` and,
+with ``--rows``, one JSON row per cut (positions, not the source text); prints the table.
 """
 
 from __future__ import annotations
@@ -265,8 +265,9 @@ def render(report: dict) -> str:
     env, args, model = report["machine"], report["arguments"], report["model"]
     settings = ", ".join(f"{k}={v}" for k, v in model["decoding"].items())
     splits = "\n".join(f"* **{s}** ({report['texts'][s]} texts): {SPLITS[s]}." for s in report["texts"])
-    return f"""Written by `python benchmarks/healing.py {args['command']}`; per-cut rows (positions,
-words, the first 8 characters of each continuation; no source text) in `{args['out']}`.
+    return f"""Written by `python benchmarks/healing.py {args['command']}`; the numbers in `{args['out']}`
+(`--rows FILE` also writes one row per cut: positions, word, hits, the first 8 characters of each
+continuation; deterministic, so any run reproduces them).
 Machine: {machine_line(env)}.
 
 **Model**: {model_line(model)}. Tokenizer: {model['tokenizer']}.
@@ -323,6 +324,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "healing.json")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "healing.md")
+    parser.add_argument("--rows", type=Path, default=None, help="also write one JSON row per cut here (for inspection)")
     args = parser.parse_args()
     splits = [s for s in args.splits.split(",") if s]
     if unknown := [s for s in splits if s not in SPLITS]:
@@ -349,9 +351,10 @@ def main() -> None:
                   "tokenizer": f"{getattr(tokenizer, 'mode', type(tokenizer).__name__)} mode, {task.adapter.vocab_size} tokens"},
         "texts": {s: len(texts[s]) for s in splits},
         "summary": summaries(rows, splits),
-        "cuts": rows,
     }
     write_json(args.out, report)
+    if args.rows:
+        write_json(args.rows, {"model": report["model"], "arguments": report["arguments"], "cuts": rows}, rows="cuts")
     write_section(args.doc, "Token healing", SECTION, render(report))
     print("\n" + table(report["summary"]))
     print(f"\nwrote {args.out} and {args.doc}")
