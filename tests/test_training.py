@@ -273,3 +273,16 @@ def test_train_reports_bad_data_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["train", "seq2seq", "--base", str(base), "--data", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2
     assert "bad.jsonl:1" in r.output and "Traceback" not in r.output
+
+
+def test_sparse_models_are_judged_by_the_sparse_loss():
+    """logsumexp over the top k never exceeds logsumexp over all logits, so the sparse dev loss of
+    the same model is at most its cross-entropy, and strictly lower for a random model."""
+    from textgen.training.recipes import loss_evaluator
+
+    tok = _tokenizer()
+    dev = TokenData(pairs=pair_ids(tok, [(s, s[:6]) for s in SENTENCES], 40, 8))
+    model = _backbone(len(tok)).eval()
+    full = loss_evaluator(dev, tok, ("pairs",))(model)["dev_loss"]
+    sparse = loss_evaluator(dev, tok, ("pairs",), sparse_k=10)(model)["dev_loss"]
+    assert sparse < full - 1.0
