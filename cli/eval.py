@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .console import fail, warn
+from .options import Device
 
 if TYPE_CHECKING:
     from textgen.config import Settings
@@ -39,12 +40,6 @@ class Unit(str, Enum):
 class ReportFormat(str, Enum):
     table = "table"
     json = "json"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", show_default=False, help="The file to evaluate on.")]
