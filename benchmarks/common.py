@@ -225,7 +225,7 @@ def model_line(model: dict[str, Any]) -> str:
     step = f"step {model['step']}" if model.get("step") is not None else "step unknown"
     dev = model.get("dev") or {}
     dev_text = ", ".join(f"{k} {v:.4f}" for k, v in dev.items() if isinstance(v, (int, float)))
-    return (f"`{model['label']}` = `{model['dir']}` ({step}{'; dev ' + dev_text if dev_text else ''}; "
+    return (f"`{model['label']}` = `{model['dir']}` ({step}{'; ' + dev_text if dev_text else ''}; "
             f"weights saved {model.get('weights_saved')}, sha256 {model.get('weights_sha256')}…)")
 
 

@@ -147,6 +147,12 @@ def examples_table(items: list[dict], names: list[str]) -> str:
     return markdown_table(["record", "reference", *(f"{n} (beam 3)" for n in names)], [[c.replace("|", "\\|") if isinstance(c, str) else c for c in r] for r in body], "r" + "l" * (len(names) + 1))
 
 
+def split_size(split: dict) -> str:
+    """"500 pairs", or "the first 500 of 993 pairs" after ``--limit``."""
+    n, of = split["n"], split.get("of", split["n"])
+    return f"{n} pairs" if n == of else f"the first {n} of {of} pairs"
+
+
 def source_tokens(task, config) -> int | None:
     """How many source tokens the UniLM adapter keeps: what fits beside the output and [CLS] /
     [SEP], and at most the ``max_source_tokens`` the model was fine-tuned with (textgen.json)."""
@@ -175,7 +181,7 @@ def defaults_text(report: dict) -> str:
 
 def render(report: dict) -> str:
     env, args = report["machine"], report["arguments"]
-    splits = "\n".join(f"* **{name}** ({s['n']} pairs{', first ' + str(args['limit']) if args['limit'] else ''}; "
+    splits = "\n".join(f"* **{name}** ({split_size(s)}; "
                        f"references average {s['reference_mean_chars']:.1f} characters): {SPLITS[name]}."
                        for name, s in report["splits"].items())
     quality = "\n\n".join(f"**{name}** (n = {s['n']}, character level)\n\n{quality_table([r for r in report['quality'] if r['split'] == name])}"
@@ -252,13 +258,14 @@ def main() -> None:
         parser.error(f"unknown split(s) {unknown}; known: {list(SPLITS)}")
     set_threads(args.threads)
 
-    data = {s: title_pairs(s)[: args.limit] for s in splits}
+    available = {s: title_pairs(s) for s in splits}
+    data = {s: pairs[: args.limit] for s, pairs in available.items()}
     report: dict[str, Any] = {
         "machine": machine(),
         "implementation": implementation(),
         "arguments": {"command": command_line(args), "limit": args.limit, "batch_size": args.batch_size,
                       "speed_n": args.speed_n, "repeats": args.repeats, "out": rel(args.out)},
-        "splits": {s: {"n": len(p), "source": SPLITS[s], "reference_mean_chars": round(mean_chars([x.target for x in p]), 2)}
+        "splits": {s: {"n": len(p), "of": len(available[s]), "source": SPLITS[s], "reference_mean_chars": round(mean_chars([x.target for x in p]), 2)}
                    for s, p in data.items()},
         "models": [], "quality": [], "speed": [], "examples": {},
     }
