@@ -142,9 +142,14 @@ def speed_table(rows: list[dict]) -> str:
     return markdown_table(["model", "batch", "decoding", "titles", "seconds (median)", "titles / s"], body, "lrlrrr")
 
 
+def cell(text: str) -> str:
+    """A title as one markdown table cell: pipes escaped, line breaks shown as ⏎."""
+    return " ⏎ ".join(text.replace("|", "\\|").splitlines()) if text.strip() else "(empty)"
+
+
 def examples_table(items: list[dict], names: list[str]) -> str:
-    body = [[item["index"], item["reference"], *(item[n] or "(empty)" for n in names)] for item in items]
-    return markdown_table(["record", "reference", *(f"{n} (beam 3)" for n in names)], [[c.replace("|", "\\|") if isinstance(c, str) else c for c in r] for r in body], "r" + "l" * (len(names) + 1))
+    body = [[item["index"], cell(item["reference"]), *(cell(item[n]) for n in names)] for item in items]
+    return markdown_table(["record", "reference", *(f"{n} (beam 3)" for n in names)], body, "r" + "l" * (len(names) + 1))
 
 
 def split_size(split: dict) -> str:
