@@ -133,8 +133,9 @@ def speed_rows(model: ModelCopy, task, sources: list[str], repeats: int) -> list
 # ---------------------------------------------------------------------- report
 def quality_table(rows: list[dict], unit: str = "char") -> str:
     body = [[r["system"], r["decoding"], f"{r[unit]['rouge1']:.2f}", f"{r[unit]['rouge2']:.2f}", f"{r[unit]['rougeL']:.2f}",
-             f"{r[unit]['bleu']:.2f}", f"{r['mean_chars']:.1f}", r["empty"]] for r in rows]
-    return markdown_table(["system", "decoding", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "mean chars", "empty"], body, "llrrrrrr")
+             f"{r[unit]['bleu']:.2f}", f"{r['mean_chars']:.1f}", r["empty"], r.get("cut_at_max_tokens", "-")] for r in rows]
+    header = ["system", "decoding", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "mean chars", "empty", "cut at max tokens"]
+    return markdown_table(header, body, "llrrrrrrr")
 
 
 def speed_table(rows: list[dict]) -> str:
@@ -203,6 +204,9 @@ x100 (an empty or failed title scores 0 and still counts). Titles come from the 
 (`TitleTask` via `task.run`, records in batches of {args['batch_size']}) with each model's own title
 decoding defaults (task defaults, then the model's `textgen.json`; the user config is not read),
 except the beam width, forced to 1 (greedy, no sampling) or 3. {source_text(report)} Lead-N is the first N non-whitespace characters of the article, a floor.
+
+"empty" counts empty titles, "cut at max tokens" titles that hit `max_new_tokens` before the end
+token (a model that has not learnt to stop).
 
 **Units and implementations.** Tables are at the character level (every non-whitespace character a
 token, lowercased: the protocol of the published CSL numbers); the JSON also has the jieba word
