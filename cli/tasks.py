@@ -33,6 +33,7 @@ from .output import Sink, StopGuard, Stopped, progress_bar
 TASK_OPTION_HELP = {
     "heal": "Token healing: back off the prompt's last token and make the output re-create it, so a "
     "prompt that ends inside a word continues that word.",
+    "copy": "Build the title only from tokens of the article (a hard copy constraint).",
 }
 
 

@@ -46,6 +46,7 @@ META = {
     "name": NAME,
     "tasks": ["title", "continue", "search"],
     "attention": "unilm",
+    "max_source_tokens": 200,  # the source length its title-pair objective was trained on
     "decoding": {
         "title": {"num_beams": 3, "no_repeat_ngram_size": 3, "max_new_tokens": 32},
         "continue": {"do_sample": True, "top_p": 0.95, "max_new_tokens": 64},
