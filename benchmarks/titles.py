@@ -251,7 +251,7 @@ reference title and each model's beam-3 title; the articles are not reproduced.
 # ---------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR", help="a model to evaluate (repeatable)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR", help="a model to evaluate (repeatable); a NAME ending in +copy decodes with the title task's copy constraint")
     parser.add_argument("--splits", default="csl-test,inews-dev", help="comma-separated: " + ", ".join(SPLITS))
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each split (a quick run)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -286,7 +286,7 @@ def main() -> None:
         for spec in args.model:
             model = freeze_model(*parse_model_arg(spec), Path(tmp))
             print(f"{model.label}: {model.source} (step {model.provenance.get('step')})", flush=True)
-            task = load_model_task(model, "title")
+            task = load_model_task(model, "title", copy=model.label.endswith("+copy"))
             report["models"].append({**model.describe(), "decoding": {d: config_dict(title_config(model, b)) for d, b in DECODINGS.items()},
                                      "source_tokens": source_tokens(task, title_config(model, 3))})
             for split, pairs in data.items():

@@ -277,8 +277,8 @@ class BertBackbone(nn.Module):
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
             state[to_hf_name(name)] = t
-        # The decoder is tied to the word embeddings; HF expects the key to exist.
-        state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"].clone()
+        # The MLM decoder is tied to the word embeddings (tie_word_embeddings, HF's default for BERT),
+        # so its weight is not stored twice: that would add vocab x hidden to every file.
         save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
 
     @classmethod
