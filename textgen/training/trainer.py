@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -190,8 +191,6 @@ class Trainer:
         }
         torch.save(state, tmp / STATE_FILE)
         if last.exists():
-            import shutil
-
             shutil.rmtree(last)
         tmp.rename(last)  # never leave a half-written "last"
 
