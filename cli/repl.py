@@ -130,7 +130,7 @@ class Repl:
     def show_settings(self) -> None:
         config = self.config(self.overrides)
         values = " ".join(f"{f.name}={getattr(config, f.name)}" for f in fields(config))
-        opts = " ".join(f"{k}={v}" for k, v in {**TASKS[self.task].options, **self.options}.items())
+        opts = " ".join(f"{k}={v}" for k, v in {**TASKS[self.task].options, **self.info.options.get(self.task, {}), **self.options}.items())
         say(f"task {self.task}, model {self.info.name}\n{values}" + (f"\n{opts}" if opts else ""))
 
     def paste(self, read: Callable[[str], str]) -> None:
@@ -151,7 +151,7 @@ class Repl:
             if self.engine is None:
                 self.engine = Engine(self.user, pick_device(self.device, self.threads), allow_pickle=self.allow_pickle)
             task = self.engine.task(self.task, self.info)
-            task.configure(**{**TASKS[self.task].options, **self.options})
+            task.configure(**{**task.preset, **self.options})
             out = task.run([make_record("repl", text)], config)[0]
         except EngineError as exc:
             error(str(exc))

