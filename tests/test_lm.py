@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from textgen.evaluation.lm import bits_per_char, counted_chars, lm_cost, masked_lm_score, masked_token_accuracy
+from textgen.evaluation.lm import counted_chars, lm_cost, masked_lm_score
 from textgen.models.backbone import BertBackbone, BertConfig
 from textgen.tokenizer import ChineseTokenizer, build_vocab
 
@@ -47,7 +47,7 @@ def test_bits_per_char_equals_sum_from_logits(model, tok):
     ids = tok.encode(text)
     # [CLS] t1..t6 predicts t1..t6 and the closing [SEP]: 7 predictions.
     expected = _window_bits(model, [tok.cls_id, *ids], [*ids, tok.sep_id]) / 6
-    assert bits_per_char(model, tok, [text]) == pytest.approx(expected, rel=1e-5)
+    assert lm_cost(model, tok, [text]).bits_per_char == pytest.approx(expected, rel=1e-5)
     cost = lm_cost(model, tok, [text])
     assert (cost.chars, cost.tokens) == (6, 7)
 
@@ -86,7 +86,7 @@ def test_masked_accuracy_counts_restored_originals(tok):
     # 6 ordinary tokens  -> round(0.9) = 1 masked, never 好: 0 correct. Accuracy 2/3.
     score = masked_lm_score(model, tok, ["好" * 10, "深度学习方法"], seed=3)
     assert (score.correct, score.masked) == (2, 3)
-    assert masked_token_accuracy(model, tok, ["好" * 10, "深度学习方法"], seed=3) == pytest.approx(2 / 3)
+    assert masked_lm_score(model, tok, ["好" * 10, "深度学习方法"], seed=3).accuracy == pytest.approx(2 / 3)
     assert model.training is False
 
 

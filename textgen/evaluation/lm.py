@@ -141,18 +141,6 @@ def lm_cost(
     return LMCost(bits=nats / math.log(2), chars=chars, tokens=sum(map(len, targets)))
 
 
-def bits_per_char(
-    backbone: BertBackbone,
-    tokenizer: ChineseTokenizer,
-    texts: Sequence[str],
-    *,
-    max_len: int | None = None,
-    batch_size: int = 8,
-) -> float:
-    """Bits per counted character of ``texts`` under the causal mode (see ``lm_cost``)."""
-    return lm_cost(backbone, tokenizer, texts, max_len=max_len, batch_size=batch_size).bits_per_char
-
-
 def masked_lm_score(
     backbone: BertBackbone,
     tokenizer: ChineseTokenizer,
@@ -195,19 +183,3 @@ def masked_lm_score(
         for row, i in enumerate(idx):
             correct += sum(int(predicted[row, p]) == y for p, y in answers[i].items())
     return MaskedLMScore(correct=correct, masked=sum(map(len, answers)))
-
-
-def masked_token_accuracy(
-    backbone: BertBackbone,
-    tokenizer: ChineseTokenizer,
-    texts: Sequence[str],
-    *,
-    mask_prob: float = 0.15,
-    seed: int = 0,
-    max_len: int | None = None,
-    batch_size: int = 8,
-) -> float:
-    """Share of masked tokens restored exactly (see ``masked_lm_score``)."""
-    return masked_lm_score(
-        backbone, tokenizer, texts, mask_prob=mask_prob, seed=seed, max_len=max_len, batch_size=batch_size
-    ).accuracy
