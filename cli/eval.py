@@ -224,6 +224,8 @@ def title(
                                               help="Embedded model name, model directory, or cached HF id (default: the title model).")] = None,
     beam: Annotated[int | None, typer.Option("--beam", "-b", min=1, show_default=False,
                                              help="Beam width (default: the model's title setting); 1 = greedy.")] = None,
+    copy: Annotated[bool | None, typer.Option("--copy/--no-copy", show_default=False,
+                                              help="Titles only from the article's tokens (default: the model's choice, else off).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL: the article field.")] = "text",
     ref_field: Annotated[str, typer.Option("--ref-field", help="JSONL: the reference title field.")] = "title",
     text_col: Annotated[str, typer.Option("--text-col", help="TSV: the article column (index from 0, or header name).")] = "1",
@@ -255,6 +257,8 @@ def title(
         task = engine.task("title", info)
     except EngineError as exc:
         fail(str(exc))
+    if copy is not None:
+        task.configure(copy=copy)
     from .output import progress_bar
     from textgen.evaluation.metrics import MetricReport, score_pair
 
@@ -277,11 +281,12 @@ def title(
                 if out.get("error"):
                     row["error"] = out["error"]
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    decoding = {"num_beams": config.num_beams, "max_new_tokens": config.max_new_tokens, "no_repeat_ngram_size": config.no_repeat_ngram_size}
+    decoding = {"num_beams": config.num_beams, "max_new_tokens": config.max_new_tokens,
+                "no_repeat_ngram_size": config.no_repeat_ngram_size, "copy": task.settings["copy"]}
     result = {"model": info.name, "data": str(data), "failed": len(failed), "decoding": decoding, **report.to_dict()}
     unit_name = "characters" if unit is Unit.char else "jieba words"
     rows = [
-        ("model", f"{info.name}  (beam {config.num_beams})"),
+        ("model", f"{info.name}  (beam {config.num_beams}{', copy' if task.settings['copy'] else ''})"),
         ("data", f"{data} ({report.n:,} records{f', {len(failed)} failed' if failed else ''})"),
         ("unit", f"{unit.value}: {unit_name}, lowercased, whitespace dropped"),
         *((name, f"{getattr(report, key):.2f}") for name, key in
