@@ -154,7 +154,7 @@ def lm(
                                               help="Model name or directory of a BERT-family checkpoint (default: the built-in continuation model).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL: the field holding the text.")] = "text",
     max_len: Annotated[int | None, typer.Option("--max-len", min=3, show_default=False,
-                                                help="Window length in tokens; longer texts are cut (default: the model's maximum).")] = None,
+                                                help="Window length in tokens; longer texts are cut into windows (default: the length the model was trained on, from its textgen.json, else its maximum).")] = None,
     mask_prob: Annotated[float, typer.Option("--mask-prob", min=0.0, max=1.0, help="Share of tokens masked for the accuracy.")] = 0.15,
     seed: Annotated[int, typer.Option("--seed", help="Seed for choosing the masked positions.")] = 0,
     batch_size: BatchOption = 8,
@@ -178,6 +178,7 @@ def lm(
         fail(str(exc))
     target = _device(device, _settings())
     from textgen.evaluation.lm import lm_cost, masked_lm_score
+    from textgen.models.adapters import meta_tokens
     from textgen.models.backbone import BertBackbone
     from textgen.tokenizer import ChineseTokenizer
 
@@ -186,6 +187,9 @@ def lm(
         tokenizer = ChineseTokenizer.from_dir(info.path)
     except (OSError, ValueError, KeyError, PermissionError) as exc:
         fail(f"cannot load {info.name!r} from {info.path} as a BERT model with a vocab.txt: {exc}")
+    if max_len is None:
+        trained = meta_tokens(info.path, "max_context_tokens")
+        max_len = min(trained, backbone.config.max_position_embeddings) if trained else None
     try:
         cost = lm_cost(backbone, tokenizer, texts, max_len=max_len, batch_size=batch_size)
         masked = masked_lm_score(backbone, tokenizer, texts, mask_prob=mask_prob, seed=seed, max_len=max_len, batch_size=batch_size)

@@ -6,7 +6,7 @@
 
 Stages, each cached in the run directory so that an interrupted run resumes where it stopped:
 1. vocabulary: characters by frequency + the top jieba words of the pretraining corpus;
-2. token data: 128-token windows of every pretraining document, plus title pairs (CSL train and
+2. token data: ``--window``-token windows (shipped run: 128, then 256) of every pretraining document, plus title pairs (CSL train and
    overlap-filtered iNews train) for the seq2seq objective;
 3. training: one backbone, four objectives interleaved by step (causal LM, title pairs in UniLM
    seq2seq, masked LM, UniLM on text spans), dev loss on the csl-dev split every ``--eval-every``
@@ -47,6 +47,7 @@ META = {
     "tasks": ["title", "continue", "search"],
     "attention": "unilm",
     "max_source_tokens": 200,  # the source length its title-pair objective was trained on
+    "max_context_tokens": 258,  # [CLS] + 256-token window + [SEP], the shipped run's last window (--window)
     "decoding": {
         "title": {"num_beams": 3, "no_repeat_ngram_size": 3, "max_new_tokens": 32},
         "continue": {"do_sample": True, "top_p": 0.95, "max_new_tokens": 64},
@@ -57,6 +58,7 @@ TITLE_META = {
     "tasks": ["title"],
     "attention": "unilm",
     "max_source_tokens": 200,
+    "max_context_tokens": 258,
     "decoding": {"title": META["decoding"]["title"]},
     # The copy constraint adds 3-4 ROUGE-L points to this small model on both dev sets (docs/titles.md).
     "options": {"title": {"copy": True}},
@@ -112,7 +114,7 @@ def pretrain(args) -> None:
                     save_every=100, log_every=20, progress=False),
         MixedBatches(train, specials_of(tok), args.batch_size, args.schedule.split(","), seed=0),
         evaluate=loss_evaluator(dev, tok, ("causal", "pairs")),
-        save_model=lambda m, d: save_model_dir(m, tok, d, META),
+        save_model=lambda m, d: save_model_dir(m, tok, d, {**META, "max_context_tokens": args.window + 2}),
     )
     print(trainer.fit(), flush=True)
 

@@ -279,3 +279,17 @@ def test_hf_seq2seq_cuts_a_long_source_as_the_tokenizer_would(hf_dirs):
     assert len(cut) == 64 and cut[-1] == whole[-1] == adapter.tokenizer.eos_token_id
     config = DecodingConfig(num_beams=2, max_new_tokens=6)
     assert generate(adapter, [whole], config) == generate(adapter, [cut], config)
+
+
+def test_backbone_stays_within_the_context_it_was_trained_on(tmp_path):
+    # textgen.json's max_context_tokens: positions past it never trained, so a long prompt keeps
+    # only its end within them (and a seq2seq source its beginning).
+    path = save_backbone(tmp_path)
+    plain = load_adapter(path, "causal")
+    (path / "textgen.json").write_text(json.dumps({"max_context_tokens": 20}), encoding="utf-8")
+    short = load_adapter(path, "causal")
+    assert plain.input_limit(8) == 48 - 8 - 1 and short.input_limit(8) == 20 - 8 - 1
+    assert load_adapter(path, "seq2seq").input_limit(8) == 20 - 8 - 2
+    prompt = short.encode("广州的白云机场很大我们去白云机场接人" * 2)
+    config = DecodingConfig(max_new_tokens=8)
+    assert generate(short, [prompt], config) == generate(plain, [prompt[-11:]], config)

@@ -141,3 +141,20 @@ def test_eval_title_copy_flag_constrains_the_predictions(tiny_model, tmp_path):
         runs[flag] = [json.loads(line)["prediction"] for line in preds.read_text(encoding="utf-8").splitlines()]
     assert all(set(p) <= set(article) for p, (article, _) in zip(runs["--copy"], ARTICLES))
     assert not all(set(p) <= set(article) for p, (article, _) in zip(runs["--no-copy"], ARTICLES))
+
+
+def test_eval_lm_windows_default_to_the_trained_context(tiny_model, tmp_path):
+    import shutil
+
+    model = tmp_path / "short-context"
+    shutil.copytree(tiny_model, model)
+    meta = json.loads((model / "textgen.json").read_text(encoding="utf-8"))
+    (model / "textgen.json").write_text(json.dumps({**meta, "max_context_tokens": 6}), encoding="utf-8")
+    text = "春天到了，公园里的花都开了。"
+    data = tmp_path / "texts.txt"
+    data.write_text(text + "\n", encoding="utf-8")
+    out = json.loads(invoke("lm", "--data", data, "--model", model, "--format", "json").stdout)
+    expected = lm_cost(BertBackbone.load(model), ChineseTokenizer.from_dir(model), [text], max_len=6)
+    assert out["max_len"] == 6 and out["bits_per_char"] == pytest.approx(expected.bits_per_char, abs=1e-4)
+    whole = json.loads(invoke("lm", "--data", data, "--model", tiny_model, "--format", "json").stdout)
+    assert whole["max_len"] == 128 and whole["bits_per_char"] != pytest.approx(out["bits_per_char"], abs=1e-3)

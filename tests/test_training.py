@@ -17,6 +17,7 @@ from conftest import SENTENCES, save_tiny_model
 from typer.testing import CliRunner
 
 from textgen.cli.app import app
+from textgen.models.adapters import load_adapter
 from textgen.models.backbone import BertBackbone, BertConfig
 from textgen.tokenizer import ChineseTokenizer, build_vocab
 from textgen.training.data import MixedBatches, TokenData, pair_ids, specials_of, text_windows
@@ -264,6 +265,9 @@ def test_train_pretrain_builds_a_loadable_model(tmp_path):
     assert tok.mode == "word" and tok.unk_id not in tok.encode(SENTENCES[0])
     model = BertBackbone.load(out / "best")
     assert model.config.hidden_size == 32 and model.config.vocab_size == len(tok)
+    # the default --window 128 trains positions up to [CLS] + 128 + [SEP]; the adapters stop there
+    assert json.loads((out / "best" / "textgen.json").read_text())["max_context_tokens"] == 130
+    assert load_adapter(out / "best", "causal").input_limit(10) == 130 - 10 - 1
 
 
 def test_train_reports_bad_data_in_one_line(tmp_path):

@@ -98,7 +98,12 @@ def _check_room(max_positions: int | None, max_new_tokens: int, reserved: int) -
 
 # ---------------------------------------------------------------------- our backbone
 class _BackboneAdapter(Adapter):
-    """What both uses of our BERT share: tokenizer, [SEP] as the end token, the cache."""
+    """What both uses of our BERT share: tokenizer, [SEP] as the end token, the cache.
+
+    ``max_context_tokens`` (textgen.json) is the sequence length the model was trained on, when
+    shorter than its position table: the untrained positions beyond it would only add noise."""
+
+    max_context_tokens: int | None = None
 
     def __init__(self, model: BertBackbone, tokenizer: ChineseTokenizer, name: str, device) -> None:
         self.model = model.eval()
@@ -119,6 +124,9 @@ class _BackboneAdapter(Adapter):
 
     def token_texts(self) -> list[str]:
         return [self.tokenizer.token_text(i) for i in range(len(self.tokenizer))]
+
+    def _positions(self) -> int:
+        return min(self.model.config.max_position_embeddings, self.max_context_tokens or 1 << 30)
 
     def _prefill(self, rows: list[list[int]], mode: str) -> tuple[torch.Tensor, KVCache]:
         ids, mask = _pad(rows, self.pad_token_id, left=False, device=self.device)
@@ -151,7 +159,7 @@ class BackboneSeq2Seq(_BackboneAdapter):
     max_source_tokens: int | None = None
 
     def input_limit(self, max_new_tokens):
-        room = _check_room(self.model.config.max_position_embeddings, max_new_tokens, reserved=2)
+        room = _check_room(self._positions(), max_new_tokens, reserved=2)
         return min(room, self.max_source_tokens) if self.max_source_tokens else room
 
     def start(self, inputs, max_new_tokens):
@@ -168,7 +176,7 @@ class BackboneCausal(_BackboneAdapter):
     """Left-to-right language model over ``[CLS] prompt``; a long prompt keeps its end."""
 
     def input_limit(self, max_new_tokens):
-        return _check_room(self.model.config.max_position_embeddings, max_new_tokens, reserved=1)
+        return _check_room(self._positions(), max_new_tokens, reserved=1)
 
     def start(self, inputs, max_new_tokens):
         room = self.input_limit(max_new_tokens)
@@ -472,16 +480,17 @@ def _load_backbone(path: Path, kind: str, name: str, device, allow_pickle: bool)
         raise FileNotFoundError(f"{path} has no vocab.txt for its BERT tokenizer")
     model = BertBackbone.load(path, allow_pickle=allow_pickle).to(device)
     tokenizer = ChineseTokenizer.from_dir(path)
-    if kind == "causal":
-        return BackboneCausal(model, tokenizer, name, device)
-    adapter = BackboneSeq2Seq(model, tokenizer, name, device)
-    adapter.max_source_tokens = _max_source_tokens(path)
+    adapter = (BackboneCausal if kind == "causal" else BackboneSeq2Seq)(model, tokenizer, name, device)
+    adapter.max_context_tokens = meta_tokens(path, "max_context_tokens")
+    if isinstance(adapter, BackboneSeq2Seq):
+        adapter.max_source_tokens = meta_tokens(path, "max_source_tokens")
     return adapter
 
 
-def _max_source_tokens(path: Path) -> int | None:
-    """``max_source_tokens`` from textgen.json (a positive integer), else None."""
-    value = textgen_meta(path).get("max_source_tokens")
+def meta_tokens(path: Path, key: str) -> int | None:
+    """A token count from textgen.json (``max_source_tokens``, ``max_context_tokens``): a positive
+    integer, else None."""
+    value = textgen_meta(Path(path)).get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 

@@ -124,7 +124,8 @@ def pretrain(
             vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
             intermediate_size=4 * hidden, max_position_embeddings=512,
         ))
-        base_meta = {}
+        # Positions past [CLS] window [SEP] never train; adapters and `eval lm` stay within them.
+        base_meta = {"max_context_tokens": window + 2}
     windows, ends = text_windows(tok, texts, window)
     if not windows:
         raise ValueError("the training text is empty after tokenisation")
