@@ -48,6 +48,8 @@ from textgen.evaluation.metrics import UNITS, implementation, score_corpus
 from textgen.training.corpus import Pair, title_pairs
 
 SPLITS = {
+    "csl-dev": "lines 500-749 of `clge_csl_test.tsv`; held out from training, used to choose checkpoints "
+               "and which model ships",
     "csl-test": "lines 0-499 of `clge_csl_test.tsv` (CLGE CSL, scientific abstracts and their paper "
                 "titles); held out from all training, and not used for checkpoint selection (that is "
                 "csl-dev, lines 500-749)",
