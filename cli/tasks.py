@@ -25,6 +25,8 @@ from textgen.io import Record, read_path, read_stream, read_text
 from textgen.tasks import PLANNED, TASKS, Task
 
 from .console import error, fail, say, warn
+from textgen.models.registry import DEFAULT_MODELS, ModelNotFound, resolve
+
 from .engine import Engine, EngineError, decoding_config, pick_device, resolve_model, settings
 from .options import decoding_overrides, decoding_params, input_params, model_params, output_params, run_params
 from .output import Sink, StopGuard, Stopped, progress_bar
@@ -65,9 +67,23 @@ def task_command(name: str) -> Callable[..., None]:
     command.__doc__ = (
         f"{cls.summary}\n\nDefaults for {name}: {defaults} "
         "(a model's textgen.json, the config file and the flags below override them)."
+        + _default_model_settings(name)
     )
     command.__name__ = name
     return command
+
+
+def _default_model_settings(name: str) -> str:
+    """A help paragraph naming what the task's default model sets in its textgen.json, so that
+    ``--help`` shows the settings a bare run really uses (read from JSON; no torch)."""
+    try:
+        info = resolve(DEFAULT_MODELS[name])
+    except (KeyError, ModelNotFound):
+        return ""
+    sets = {**info.decoding.get(name, {}), **info.options.get(name, {})}
+    if not sets:
+        return ""
+    return f"\n\nThe default model, {info.name}, sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) + "."
 
 
 def planned_command(name: str) -> Callable[..., None]:

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import textgen.decoding
 from textgen.decoding import Hypothesis
+from textgen.models.registry import DEFAULT_MODELS, EMBEDDED_DIR
 
 ARTICLE = "今天上午，市图书馆新馆正式向读者开放，馆内藏书超过一百万册。"
 
@@ -268,6 +269,10 @@ def test_help_lists_every_command_and_title_defaults():
         assert command in result.stdout
     title = " ".join(run("title", "--help").stdout.replace("│", " ").split())  # undo rich's wrapping
     assert "Beam width; 1 turns beam search off. (title default: 4)" in title and "num_beams=4" in title
+    # ... and what the default model's textgen.json changes, which is what a bare run uses
+    meta = json.loads((EMBEDDED_DIR / DEFAULT_MODELS["title"] / "textgen.json").read_text(encoding="utf-8"))
+    sets = {**meta["decoding"]["title"], **meta.get("options", {}).get("title", {})}
+    assert f"The default model, {meta['name']}, sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) in title
 
 
 # ---------------------------------------------------------------------- models and devices
