@@ -97,17 +97,22 @@ def describe(path: Path, *, name: str, source: str, size_bytes: int | None = Non
     meta = _read_json(path / "textgen.json")
     if not isinstance(meta.get("tasks"), list):
         meta["tasks"] = _infer_tasks(_read_json(path / "config.json"))
-    decoding, options = ({k: v for k, v in meta[key].items() if isinstance(v, dict)} if isinstance(meta.get(key), dict)
-                         else {} for key in ("decoding", "options"))
     return ModelInfo(
         name=meta.get("name") if source == "embedded" and isinstance(meta.get("name"), str) else name,
         source=source,
         path=path,
         size_bytes=_dir_size(path) if size_bytes is None else size_bytes,
         tasks=[str(t) for t in meta["tasks"]],
-        decoding=decoding,
-        options=options,
+        decoding=per_task(meta, "decoding"),
+        options=per_task(meta, "options"),
     )
+
+
+def per_task(meta: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """A per-task section of textgen.json (``decoding``, ``options``): task -> settings, entries
+    that are not objects dropped."""
+    section = meta.get(key)
+    return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
 
 
 # ---------------------------------------------------------------------- local and embedded

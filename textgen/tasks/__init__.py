@@ -31,10 +31,9 @@ def load_task(
     from pathlib import Path
 
     from textgen.models.adapters import load_adapter, textgen_meta
+    from textgen.models.registry import per_task
 
     cls = TASKS[name]
     adapter = load_adapter(path, cls.kind, device=device, allow_pickle=allow_pickle)
-    preset = textgen_meta(Path(path)).get("options", {}).get(name, {})
-    if not isinstance(preset, dict):
-        raise ValueError(f'textgen.json: "options" -> "{name}" must be an object, got {preset!r}')
+    preset = per_task(textgen_meta(Path(path)), "options").get(name, {})
     return cls(adapter, model=model, preset=preset, **options)
