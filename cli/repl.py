@@ -115,9 +115,14 @@ class Repl:
             if not eq:
                 error(f"write :set {key}=VALUE")
                 return
-            value = parse_value(raw)
+            # A string option (a choice such as copy=off) takes the word as written.
+            value = raw if isinstance(TASKS[self.task].options.get(key), str) else parse_value(raw)
             if key in TASKS[self.task].options:
-                options[key] = value
+                try:
+                    options[key] = TASKS[self.task].check_option(key, value)
+                except ValueError as exc:
+                    error(str(exc))
+                    return
             else:
                 overrides[DECODING_FLAGS.get(key, key)] = value
         try:

@@ -31,30 +31,30 @@ from .engine import Engine, EngineError, decoding_config, pick_device, resolve_m
 from .options import decoding_overrides, decoding_params, input_params, model_params, output_params, run_params
 from .output import Sink, StopGuard, Stopped, progress_bar
 
-# Help for the task switches a task declares in ``Task.options`` (all booleans so far).
-TASK_OPTION_HELP = {
-    "heal": "Token healing: back off the prompt's last token and make the output re-create it, so a "
-    "prompt that ends inside a word continues that word.",
-    "copy": "Build the title only from tokens of the article (a hard copy constraint).",
-}
+def _option_param(cls: type[Task], opt: str, default: Any) -> inspect.Parameter:
+    """The CLI parameter of one task option (``Task.options``): ``--x/--no-x`` for a boolean,
+    ``--x VALUE`` otherwise; not given (None) means the model's textgen.json choice, else the default."""
+    flag = "--" + opt.replace("_", "-")
+    choices = cls.option_choices.get(opt)
+    shown = ("on" if default else "off") if isinstance(default, bool) else repr(default)
+    text = (cls.option_help.get(opt, "") + (f" One of: {', '.join(choices)}." if choices else "")
+            + f" Default: the model's choice, else {shown}.")
+    decl = (f"{flag}/--no-{opt.replace('_', '-')}",) if isinstance(default, bool) else (flag,)
+    return inspect.Parameter(
+        opt,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            type(default) | None,
+            typer.Option(*decl, help=text.strip(), rich_help_panel="Task", show_default=False),
+        ],
+    )
 
 
 def task_command(name: str) -> Callable[..., None]:
     """A typer command function for the task ``name``, its signature built from the shared options."""
     cls = TASKS[name]
-    extra = [
-        inspect.Parameter(
-            opt,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,  # not given: the model's textgen.json choice, else the task's default
-            annotation=Annotated[
-                bool | None,
-                typer.Option(f"--{opt}/--no-{opt}", help=f"{TASK_OPTION_HELP[opt]} Default: the model's "
-                             f"choice, else {'on' if default else 'off'}.", rich_help_panel="Task", show_default=False),
-            ],
-        )
-        for opt, default in cls.options.items()
-    ]
+    extra = [_option_param(cls, opt, default) for opt, default in cls.options.items()]
     params = (
         input_params() + output_params() + model_params() + run_params() + decoding_params(name, cls.defaults) + extra
     )
@@ -102,6 +102,10 @@ def run_task(name: str, v: dict[str, Any]) -> int:
     """Run the task ``name`` with the parsed option values ``v``; returns the exit status."""
     _check_usage(v)
     options = {opt: v[opt] for opt in TASKS[name].options if v[opt] is not None}
+    try:
+        options = {opt: TASKS[name].check_option(opt, value) for opt, value in options.items()}
+    except ValueError as exc:
+        fail(str(exc))
     overrides = decoding_overrides(v)
     if v["text"] is None and v["input"] is None and sys.stdin.isatty():
         from .repl import run_repl

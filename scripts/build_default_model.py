@@ -37,6 +37,7 @@ from textgen.training import corpus  # noqa: E402
 from textgen.training.data import MixedBatches, TokenData, pair_ids, specials_of, text_windows  # noqa: E402
 from textgen.training.recipes import loss_evaluator  # noqa: E402
 from textgen.training.trainer import TrainConfig, Trainer  # noqa: E402
+from textgen.training import multitask  # noqa: E402
 
 NAME = "mini-zh"
 TITLE_NAME = "mini-zh-title"
@@ -158,6 +159,27 @@ def export(args) -> None:
         print(f"exported {tbest} -> {EMBEDDED / TITLE_NAME}")
 
 
+def multitask_stage(args) -> None:
+    """Continue the backbone on the whole corpus with every task at once (see textgen/training/multitask.py)."""
+    run = Path(args.run_dir)
+    base = Path(args.base or EMBEDDED / NAME)
+    backbone = multitask.prepare_backbone(base, dropout=args.dropout)
+    tok = ChineseTokenizer.from_dir(base)
+    train, dev = multitask.build_data(run, tok, window=args.window)
+    meta = multitask.model_meta(NAME, window=args.window)
+    print(f"backbone: {backbone.num_parameters / 1e6:.2f} M parameters; pools "
+          + ", ".join(f"{k} {len(v)}" for k, v in train.pools.items()) + f"; {len(train.windows)} windows", flush=True)
+    trainer = Trainer(
+        backbone,
+        TrainConfig(out_dir=str(run), steps=args.steps, lr=args.lr, warmup=100, eval_every=args.eval_every,
+                    save_every=50, log_every=10, progress=False, seed=2),
+        MixedBatches(train, specials_of(tok), args.batch_size, args.schedule.split(","), seed=2),
+        evaluate=multitask.dev_evaluator(dev, tok),
+        save_model=lambda m, d: save_model_dir(m, tok, d, meta),
+    )
+    print(trainer.fit(), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -181,15 +203,24 @@ def main() -> None:
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--noise", type=float, default=0.0)
     t.add_argument("--eval-every", type=int, default=100)
+    m = sub.add_parser("multitask", help="continue a backbone on the whole corpus with every task (resumable)")
+    m.add_argument("--base", help="model to continue (default: the embedded mini-zh)")
+    m.add_argument("--steps", type=int, default=4000)
+    m.add_argument("--batch-size", type=int, default=16)
+    m.add_argument("--lr", type=float, default=3e-4)
+    m.add_argument("--window", type=int, default=256)
+    m.add_argument("--dropout", type=float, default=0.0)
+    m.add_argument("--eval-every", type=int, default=500)
+    m.add_argument("--schedule", default=",".join(multitask.SCHEDULE))
     e = sub.add_parser("export", help="write fp16 copies of the best checkpoints into the package")
     e.add_argument("--title-run", help="title run directory to export as mini-zh-title")
-    for q in (p, t, e):
+    for q in (p, t, m, e):
         q.add_argument("--run-dir", default=str(ROOT / "runs" / NAME))
         q.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-    {"pretrain": pretrain, "title": title, "export": export}[args.stage](args)
+    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "export": export}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -251,6 +251,12 @@ class BertBackbone(nn.Module):
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(self.head_states(hidden), self.word_embeddings.weight, self.head_bias)
 
+    def copy_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """O/B/I logits of the copy head, read from the MLM head's normalised state as in SPACES."""
+        if self.copy_head is None:
+            raise ValueError("this model has no copy head")
+        return self.copy_head(self.head_states(hidden))
+
     def forward(self, input_ids: torch.Tensor, **kw) -> torch.Tensor:
         """Token logits [B, T, V] for a full pass (``mode``, ``token_type_ids``, ``attention_mask``)."""
         hidden, _ = self.encode(input_ids, **kw)

@@ -36,8 +36,12 @@ class Task:
     summary: ClassVar[str]
     # Built-in decoding defaults (DecodingConfig fields); textgen.json, the user config and flags override.
     defaults: ClassVar[dict[str, Any]] = {}
-    # Task switches beyond decoding (name -> default), settable from the CLI and the REPL's :set.
+    # Task switches beyond decoding (name -> default), settable from the CLI (``--name``; booleans
+    # as ``--name/--no-name``) and the REPL's :set. The default's type is the option's type.
     options: ClassVar[dict[str, Any]] = {}
+    # One line of --help per option, and the allowed values of string options that are choices.
+    option_help: ClassVar[dict[str, str]] = {}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, adapter: Any, *, model: str, preset: dict[str, Any] | None = None, **options: Any) -> None:
         """``preset``: the model's own choices for the task options (its textgen.json), which
@@ -50,11 +54,34 @@ class Task:
         self.configure(**options)
 
     def configure(self, **options: Any) -> None:
-        """Change task options (``heal=False``...); unknown names are an error."""
+        """Change task options (``heal=False``...); unknown names and values of the wrong type or
+        outside the option's choices are a ``ValueError`` naming the option."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(f"task {self.name!r} has no option(s) {unknown}")
-        self.settings.update(options)
+        self.settings.update({k: self.check_option(k, v) for k, v in options.items()})
+
+    @classmethod
+    def check_option(cls, name: str, value: Any) -> Any:
+        """``value`` as the type of the option's default (ints accepted for floats); a clear
+        ``ValueError`` otherwise."""
+        default = cls.options[name]
+        kind = type(default)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            raise ValueError(f"{name} must be a {kind.__name__}, not {value!r}")
+        choices = cls.option_choices.get(name)
+        if choices and value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
 
     # ------------------------------------------------------------------ texts -> adapter inputs
     def prepare(self, texts: list[str]) -> Prepared:

@@ -26,6 +26,10 @@ class ContinuationTask(Task):
         "max_new_tokens": 64,
     }
     options: ClassVar[dict[str, Any]] = {"heal": True}
+    option_help: ClassVar[dict[str, str]] = {
+        "heal": "Token healing: back off the prompt's last token and make the output re-create it, so a "
+        "prompt that ends inside a word continues that word."
+    }
 
     @cached_property
     def _vocab(self) -> Any:

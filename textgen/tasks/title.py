@@ -16,6 +16,7 @@ class TitleTask(Task):
     # copy: the title may only use tokens of the article (the "copy prior" of algorithms.md 1b, made
     # hard). Headlines mostly reuse the article's words, so a weak model gains a lot from it.
     options: ClassVar[dict[str, Any]] = {"copy": False}
+    option_help: ClassVar[dict[str, str]] = {"copy": "Build the title only from tokens of the article (a hard copy constraint)."}
 
     def prepare(self, texts: list[str]) -> Prepared:
         inputs = [self.adapter.encode(t) for t in texts]

@@ -11,16 +11,35 @@ that pretraining, title fine-tuning and evaluation cannot drift apart:
 * iNews: its train split for training, its dev split for selection (``inews-dev``) and its test
   split only for release evaluation (``inews-test``).
 
+* CCTV news items (``cctv_news_items.jsonl``, deduplicated by text, in file order): item ``k`` is
+  ``cctv-dev`` when ``k % 40 == 0``, ``cctv-test`` when ``k % 40 == 1``, training otherwise;
+* legal cases with official summaries (``legal_case_summaries.jsonl``): ``legal-dev`` when
+  ``k % 10 == 0``, ``legal-test`` when ``k % 10 == 1``, training otherwise; the 20 CAIL2020
+  judgements all train;
+* reading comprehension passages (CMRC2018, DRCD converted to simplified Chinese, CAIL2019 dev and
+  test): passage ``k`` of each file (in file order) is ``qa-dev`` when ``k % 10 == 0``, ``qa-test``
+  when ``k % 10 == 1``, training otherwise.
+
 Pretraining text = CSL training abstracts and titles, discipline-classification titles (minus the
-held-out titles), general web text (CLUECorpusSmall sample), reviews (ChnSentiCorp), Wikipedia
-passages (CMRC2018), legal passages (CAIL2019) and the iNews training articles.
+held-out titles), general web text (CLUECorpusSmall sample), reviews (ChnSentiCorp), the training
+passages of the reading-comprehension sets, the iNews training articles, the CCTV training items,
+the legal training cases, every second law of ``laws.jsonl`` (statutes are repetitive; half of them is
+already 10 M characters) and Lu Xun's collections cut into paragraphs. No dev or test text of any
+split is pretraining text.
+
+Training inputs lose the CCTV boilerplate ``央视网消息（新闻联播）：`` in 70% of the items (chosen by a
+hash of the item): the model learns titles from the news itself and still sees the boilerplate often
+enough to look past it in a user's article, which keeps its text as it is.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 CSL_TEST = range(0, 500)
@@ -96,18 +115,127 @@ def title_overlap(pair: Pair) -> float:
 
 def title_pairs(split: str, shared_dir: str | os.PathLike | None = None, min_overlap: float = 0.7) -> list[Pair]:
     """Title pairs: ``csl-train``, ``csl-dev``, ``csl-test``, ``inews-train`` (overlap-filtered),
-    ``inews-dev``, ``inews-test``."""
+    ``inews-dev``, ``inews-test``, ``cctv-train`` (overlap-filtered), ``cctv-dev``, ``cctv-test``."""
     if split.startswith("csl-"):
         return _csl_splits(Path(shared_dir or default_shared_dir()))[split]
     if split.startswith("inews-"):
         pairs = _inews(split.removeprefix("inews-"))
         return [p for p in pairs if title_overlap(p) >= min_overlap] if split == "inews-train" else pairs
+    if split.startswith("cctv-"):
+        pairs = _cctv(Path(shared_dir or default_shared_dir()))[split.removeprefix("cctv-")]
+        return [p for p in pairs if title_overlap(p) >= min_overlap] if split == "cctv-train" else pairs
     raise ValueError(f"unknown split {split!r}")
 
 
-def _squad_contexts(path: Path) -> list[str]:
-    data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    return [para["context"] for doc in data for para in doc["paragraphs"]]
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in _lines(path)]
+
+
+def _split_of(k: int, modulus: int) -> str:
+    return {0: "dev", 1: "test"}.get(k % modulus, "train")
+
+
+CCTV_BOILERPLATE = re.compile(r"^央视网消息\s*（新闻联播）：\s*")
+
+
+def _keeps_boilerplate(text: str) -> bool:
+    return zlib.crc32(text.encode("utf-8")) % 10 < 3
+
+
+@lru_cache(maxsize=4)
+def _cctv(shared: Path) -> dict[str, list[Pair]]:
+    """CCTV items by split. Training sources lose the boilerplate in 70% of the items; held-out
+    sources keep the text as published (that is what a user pastes)."""
+    out: dict[str, list[Pair]] = {"train": [], "dev": [], "test": []}
+    seen: set[str] = set()
+    for rec in _jsonl(shared / "cctv_news_items.jsonl"):
+        text, title = rec["text"].strip(), rec["title"].strip()
+        if not text or not title or text in seen:
+            continue
+        seen.add(text)
+        split = _split_of(len(seen) - 1, 40)
+        if split == "train" and not _keeps_boilerplate(text):
+            text = CCTV_BOILERPLATE.sub("", text)
+        out[split].append(Pair(text, title))
+    return out
+
+
+@lru_cache(maxsize=4)
+def _legal(shared: Path) -> dict[str, list[Pair]]:
+    out: dict[str, list[Pair]] = {"train": [], "dev": [], "test": []}
+    for k, rec in enumerate(_jsonl(shared / "legal_case_summaries.jsonl")):
+        if rec["document"].strip() and rec["summary"].strip():
+            out[_split_of(k, 10)].append(Pair(rec["document"].strip(), rec["summary"].strip()))
+    for rec in _jsonl(shared / "cail2020_sfzy_first20.jsonl"):
+        text = "\n".join(s["sentence"] for s in rec["text"])
+        out["train"].append(Pair(text, rec["summary"].strip()))
+    return out
+
+
+def summary_pairs(split: str, shared_dir: str | os.PathLike | None = None) -> list[Pair]:
+    """Long document -> summary pairs: ``legal-train`` (with CAIL2020), ``legal-dev``, ``legal-test``."""
+    if not split.startswith("legal-"):
+        raise ValueError(f"unknown split {split!r}")
+    return _legal(Path(shared_dir or default_shared_dir()))[split.removeprefix("legal-")]
+
+
+@dataclass(frozen=True)
+class QA:
+    passage: str
+    question: str
+    answer: str
+    start: int  # character offset of the answer in the passage
+
+
+def _t2s():
+    import opencc
+
+    return opencc.OpenCC("t2s").convert
+
+
+@lru_cache(maxsize=4)
+def _qa(shared: Path) -> dict[str, list[QA]]:
+    """Span-answer triples by passage split; YES/NO and unanswerable CAIL2019 questions are skipped,
+    DRCD is converted to simplified Chinese (offsets survive: the conversion maps character to character)."""
+    out: dict[str, list[QA]] = {"train": [], "dev": [], "test": []}
+    for name in ("cmrc2018_dev.json", "drcd_dev.json", "cail2019_rc_dev.json", "cail2019_rc_test.json"):
+        convert = _t2s() if name.startswith("drcd") else (lambda s: s)
+        data = json.loads((shared / name).read_text(encoding="utf-8"))["data"]
+        paragraphs = [para for doc in data for para in doc["paragraphs"]]
+        for k, para in enumerate(paragraphs):
+            passage = convert(para["context"])
+            for qa in para["qas"]:
+                if str(qa.get("is_impossible", "false")).lower() == "true" or not qa.get("answers"):
+                    continue
+                ans = qa["answers"][0]
+                answer, start = convert(ans["text"]).strip(), int(ans["answer_start"])
+                if not answer or answer in ("YES", "NO") or start < 0:
+                    continue
+                if passage[start : start + len(answer)] != answer:
+                    found = passage.find(answer)
+                    if found < 0:
+                        continue
+                    start = found
+                out[_split_of(k, 10)].append(QA(passage, convert(qa["question"]).strip(), answer, start))
+    return out
+
+
+def qa_triples(split: str, shared_dir: str | os.PathLike | None = None) -> list[QA]:
+    """Reading-comprehension triples with span answers: ``qa-train``, ``qa-dev``, ``qa-test``."""
+    if not split.startswith("qa-"):
+        raise ValueError(f"unknown split {split!r}")
+    return _qa(Path(shared_dir or default_shared_dir()))[split.removeprefix("qa-")]
+
+
+def _paragraphs(text: str, size: int = 1500) -> list[str]:
+    """A long text as chunks of whole paragraphs of about ``size`` characters."""
+    chunks, cur = [], ""
+    for para in text.split("\n"):
+        if cur and len(cur) + len(para) > size:
+            chunks.append(cur)
+            cur = ""
+        cur = f"{cur}\n{para}" if cur else para
+    return [*chunks, cur] if cur.strip() else chunks
 
 
 def pretrain_texts(shared_dir: str | os.PathLike | None = None) -> list[str]:
@@ -119,17 +247,21 @@ def pretrain_texts(shared_dir: str | os.PathLike | None = None) -> list[str]:
     texts += [t for line in _lines(shared / "csl_cls_ctg_train.tsv") if (t := line.split("\t")[1].strip()) not in held_titles]
     texts += _lines(shared / "uer_CLUECorpusSmall_sampled.txt")
     texts += _lines(shared / "uer_chnsenticorp_corpus.txt")
-    texts += _squad_contexts(shared / "cmrc2018_dev.json")
-    for name in ("cail2019_rc_dev.json", "cail2019_rc_test.json"):
-        texts += list(dict.fromkeys(_squad_contexts(shared / name)))
+    texts += list(dict.fromkeys(q.passage for q in qa_triples("qa-train", shared)))
     texts += [p.source for p in _inews("train")] + [p.target for p in _inews("train")]
+    texts += [f"{p.target}\n{p.source}" for p in _cctv(shared)["train"]]
+    texts += [p.source for p in summary_pairs("legal-train", shared)]
+    laws = _jsonl(shared / "laws.jsonl")
+    texts += [chunk for rec in laws[::2] for chunk in _paragraphs(f"{rec['title']}\n{rec['text']}")]
+    texts += [chunk for rec in _jsonl(shared / "luxun.jsonl") for chunk in _paragraphs(rec["text"])]
     return [t.strip() for t in texts if t.strip()]
 
 
 def heldout_texts(name: str, shared_dir: str | os.PathLike | None = None) -> list[str]:
-    """Held-out text for language-model numbers: ``csl`` (csl-test abstracts) or ``inews-dev``."""
+    """Held-out text for language-model numbers: ``csl`` (csl-test abstracts), ``inews-dev`` or
+    ``cctv-dev`` (news articles)."""
     if name == "csl":
         return [p.source for p in title_pairs("csl-test", shared_dir)]
-    if name == "inews-dev":
-        return [p.source for p in title_pairs("inews-dev", shared_dir)]
-    raise ValueError(f"unknown held-out set {name!r}; use 'csl' or 'inews-dev'")
+    if name in ("inews-dev", "cctv-dev"):
+        return [p.source for p in title_pairs(name, shared_dir)]
+    raise ValueError(f"unknown held-out set {name!r}; use 'csl', 'inews-dev' or 'cctv-dev'")

@@ -27,6 +27,9 @@ class TokenData:
     windows: list[list[int]] = field(default_factory=list)
     ends: list[bool] = field(default_factory=list)  # window closes its document
     pairs: list[tuple[list[int], list[int]]] = field(default_factory=list)
+    # Named pair pools for multitask training (title, summary, qa ...): a schedule item that names a
+    # pool draws its batch from it. Pairs may carry copy tags: (src, tgt, src_tags, tgt_tags).
+    pools: dict[str, list[tuple[list[int], ...]]] = field(default_factory=dict)
 
 
 def text_windows(tok: ChineseTokenizer, texts: Iterable[str], window: int) -> tuple[list[list[int]], list[bool]]:
@@ -40,6 +43,19 @@ def text_windows(tok: ChineseTokenizer, texts: Iterable[str], window: int) -> tu
                 windows.append(chunk)
                 ends.append(start + window >= len(ids))
     return windows, ends
+
+
+def packed_windows(tok: ChineseTokenizer, texts: Iterable[str], window: int) -> list[list[int]]:
+    """Documents joined into one stream (each closed by ``[SEP]``) and cut into windows of exactly
+    ``window`` tokens: no step pays for padding, and the model still learns where a text ends
+    (``causal_batch(..., ends=[False] * n)`` adds no further ``[SEP]``)."""
+    from array import array
+
+    stream = array("i")
+    for text in texts:
+        stream.extend(tok.encode(text))
+        stream.append(tok.sep_id)
+    return [stream[i : i + window] for i in range(0, len(stream) - window + 1, window)]
 
 
 def pair_ids(
@@ -68,15 +84,24 @@ class MixedBatches:
         seed: int = 0,
         noise: float = 0.0,
     ):
-        unknown = [s for s in schedule if s not in OBJECTIVES]
+        unknown = [s for s in schedule if s not in OBJECTIVES and s not in data.pools]
         if unknown or not schedule:
-            raise ValueError(f"schedule items must be among {OBJECTIVES}, got {list(schedule)}")
+            raise ValueError(f"schedule items must be among {OBJECTIVES} or the data's pools {sorted(data.pools)}, "
+                             f"got {list(schedule)}")
         if any(s in ("causal", "masked", "span") for s in schedule) and not data.windows:
             raise ValueError("the schedule needs text windows but the data has none")
         if "pairs" in schedule and not data.pairs:
             raise ValueError("the schedule needs source/target pairs but the data has none")
         self.data, self.sp, self.batch_size = data, specials, batch_size
         self.schedule, self.seed, self.noise = list(schedule), seed, noise
+        # Pools are drawn in length buckets (sorted by length, cut into runs of 8 batches): a
+        # batch's pairs have similar lengths, so little of a step is spent on padding.
+        self.buckets = {name: self._buckets(pairs) for name, pairs in data.pools.items()}
+
+    def _buckets(self, pairs: list) -> list[list[int]]:
+        order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        size = max(8 * self.batch_size, 1)
+        return [order[i : i + size] for i in range(0, len(order), size)]
 
     @staticmethod
     def _pick(rng: random.Random, n: int, rank: int, world: int) -> int:
@@ -89,7 +114,12 @@ class MixedBatches:
 
         kind = self.schedule[step % len(self.schedule)]
         rng = random.Random(f"{self.seed}:{step}:{rank}")
-        if kind == "pairs":
+        if kind in self.data.pools:
+            pool, buckets = self.data.pools[kind], self.buckets[kind]
+            bucket = buckets[self._pick(rng, len(buckets), rank, world) if len(buckets) >= world else rng.randrange(len(buckets))]
+            pairs = [pool[bucket[rng.randrange(len(bucket))]] for _ in range(self.batch_size)]
+            batch = seq2seq_batch(pairs, self.sp)
+        elif kind == "pairs":
             pairs = [self.data.pairs[self._pick(rng, len(self.data.pairs), rank, world)] for _ in range(self.batch_size)]
             batch = seq2seq_batch(pairs, self.sp)
         else:
@@ -107,6 +137,6 @@ class MixedBatches:
                     cut = len(w) - rng.randint(2, max(2, min(32, len(w) // 2)))
                     pairs.append((w[:cut], w[cut:]))
                 batch = seq2seq_batch(pairs, self.sp)
-        if self.noise > 0 and kind in ("pairs", "span"):
+        if self.noise > 0 and (kind in ("pairs", "span") or kind in self.data.pools):
             batch = replace_noise(batch, self.noise, torch.Generator().manual_seed(rng.randrange(2**31)))
         return batch

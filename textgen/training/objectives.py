@@ -26,9 +26,11 @@ class Batch:
     token_type_ids: torch.Tensor
     attention_mask: torch.Tensor
     labels: torch.Tensor
+    copy_labels: torch.Tensor | None = None  # B/I/O per position (seq2seq pairs with copy tags), IGNORE elsewhere
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.mode, *(t.to(device) for t in (self.input_ids, self.token_type_ids, self.attention_mask, self.labels)))
+        copy = None if self.copy_labels is None else self.copy_labels.to(device)
+        return Batch(self.mode, *(t.to(device) for t in (self.input_ids, self.token_type_ids, self.attention_mask, self.labels)), copy)
 
     @property
     def num_targets(self) -> int:
@@ -49,9 +51,13 @@ def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return torch.tensor([list(r) + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _finish(mode: str, ids: list[list[int]], segs: list[list[int]], labels: list[list[int]], sp: Specials) -> Batch:
+def _finish(
+    mode: str, ids: list[list[int]], segs: list[list[int]], labels: list[list[int]], sp: Specials,
+    copy: list[list[int]] | None = None,
+) -> Batch:
     input_ids = _pad(ids, sp.pad)
-    return Batch(mode, input_ids, _pad(segs, 0), input_ids.ne(sp.pad), _pad(labels, IGNORE))
+    return Batch(mode, input_ids, _pad(segs, 0), input_ids.ne(sp.pad), _pad(labels, IGNORE),
+                 None if copy is None else _pad(copy, IGNORE))
 
 
 def causal_batch(windows: Sequence[Sequence[int]], sp: Specials, ends: Sequence[bool] | None = None) -> Batch:
@@ -66,17 +72,24 @@ def causal_batch(windows: Sequence[Sequence[int]], sp: Specials, ends: Sequence[
     return _finish("causal", ids, segs, labels, sp)
 
 
-def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], sp: Specials) -> Batch:
+def seq2seq_batch(pairs: Sequence[Sequence[Sequence[int]]], sp: Specials) -> Batch:
     """UniLM packing ``[CLS] src [SEP] tgt [SEP]``, segment 1 on ``tgt [SEP]``; the loss covers every
-    target token and the closing ``[SEP]``, the first predicted from the source ``[SEP]``."""
-    ids, segs, labels = [], [], []
-    for src, tgt in pairs:
+    target token and the closing ``[SEP]``, the first predicted from the source ``[SEP]``.
+
+    A pair may carry copy tags, ``(src, tgt, src_tags, tgt_tags)`` (:mod:`copy_labels`): source
+    positions are labelled with their own tag, target positions (like their tokens) with the tag
+    of the token they predict, the closing ``[SEP]`` with O. A batch has copy labels only when
+    every pair has tags."""
+    ids, segs, labels, copy = [], [], [], []
+    for src, tgt, *tags in pairs:
         seq = [sp.cls, *src, sp.sep, *tgt, sp.sep]
         n_src = len(src) + 2
         ids.append(seq)
         segs.append([0] * n_src + [1] * (len(tgt) + 1))
         labels.append([IGNORE] * (n_src - 1) + list(tgt) + [sp.sep] + [IGNORE])
-    return _finish("unilm", ids, segs, labels, sp)
+        if tags:
+            copy.append([IGNORE, *tags[0], *tags[1], 0, IGNORE])
+    return _finish("unilm", ids, segs, labels, sp, copy if len(copy) == len(ids) else None)
 
 
 def masked_batch(windows: Sequence[Sequence[int]], sp: Specials, rng: random.Random, prob: float = 0.15) -> Batch:
@@ -111,7 +124,7 @@ def replace_noise(batch: Batch, prob: float, generator: torch.Generator | None =
     lengths = real.sum(1, keepdim=True).clamp(min=1)
     src_pos = (torch.rand(ids.shape, generator=generator) * lengths).long()
     ids[hit] = ids.gather(1, src_pos)[hit]
-    return Batch(batch.mode, ids, batch.token_type_ids, batch.attention_mask, batch.labels)
+    return Batch(batch.mode, ids, batch.token_type_ids, batch.attention_mask, batch.labels, batch.copy_labels)
 
 
 def sparse_softmax_loss(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
@@ -130,16 +143,28 @@ class LossModel(nn.Module):
         self.backbone = backbone
         self.sparse_k = sparse_k
 
-    def forward(self, mode: str, input_ids, token_type_ids, attention_mask, labels) -> torch.Tensor:
-        """Mean cross-entropy (or sparse softmax when ``sparse_k`` > 0) over labelled positions."""
+    def forward(self, mode: str, input_ids, token_type_ids, attention_mask, labels, copy_labels=None) -> torch.Tensor:
+        """Mean cross-entropy (or sparse softmax when ``sparse_k`` > 0) over labelled positions,
+        plus ``COPY_WEIGHT`` x the copy head's cross-entropy where the batch has copy labels and the
+        backbone a copy head (SPACES: token loss + 2 x copy loss)."""
         hidden, _ = self.backbone.encode(input_ids, mode=mode, token_type_ids=token_type_ids, attention_mask=attention_mask)
         where = labels.ne(IGNORE)
         logits = self.backbone.lm_logits(hidden[where]).float()
         target = labels[where]
         if self.sparse_k > 0:
-            return sparse_softmax_loss(logits, target, self.sparse_k).mean()
-        return F.cross_entropy(logits, target)
+            loss = sparse_softmax_loss(logits, target, self.sparse_k).mean()
+        else:
+            loss = F.cross_entropy(logits, target)
+        if copy_labels is not None and self.backbone.copy_head is not None:
+            tagged = copy_labels.ne(IGNORE)
+            tag_logits = self.backbone.copy_logits(hidden[tagged]).float()
+            loss = loss + COPY_WEIGHT * F.cross_entropy(tag_logits, copy_labels[tagged])
+        return loss
+
+
+COPY_WEIGHT = 2.0
 
 
 def batch_loss(loss_model: nn.Module, batch: Batch) -> torch.Tensor:
-    return loss_model(batch.mode, batch.input_ids, batch.token_type_ids, batch.attention_mask, batch.labels)
+    return loss_model(batch.mode, batch.input_ids, batch.token_type_ids, batch.attention_mask, batch.labels,
+                      batch.copy_labels)
