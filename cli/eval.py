@@ -5,6 +5,10 @@
 * ``eval title``: generate a title for every record with the title task and score it against the
   reference with ROUGE-1/2/L F1 and BLEU-4, in characters or jieba words
   (``textgen.evaluation.metrics``).
+* ``eval qa`` (``cli/eval_qa.py``): question-answer pairs against reading-comprehension data.
+* ``eval search`` (``cli/eval_search.py``): keyword-to-sentence search against reference sentences.
+* ``eval summarize`` (``cli/eval_summarize.py``): summaries against references, char ROUGE and the
+  CAIL2020 score, beside lead/last/TextRank/oracle baselines.
 
 Results go to the terminal as a table, or as one JSON object with ``--format json``. Every number
 comes with what it was counted in (unit, characters, tokens) and how. Input problems are one line
@@ -29,7 +33,7 @@ if TYPE_CHECKING:
     from textgen.config import Settings
     from textgen.io import Record
 
-app = typer.Typer(help="Evaluate models: language-model bits per character, title ROUGE/BLEU.", no_args_is_help=True)
+app = typer.Typer(help="Evaluate models: language-model bits per character, title ROUGE/BLEU, QA pairs, summaries.", no_args_is_help=True)
 
 
 class Unit(str, Enum):
@@ -146,6 +150,22 @@ def _device(device: Device | None, user: Settings) -> str:
         fail(str(exc))
 
 
+def load_eval_task(name: str, model: str | None, device: Device | None, allow_pickle: bool,
+                   overrides: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """``(model info, decoding config, task)`` for task ``name`` as ``textgen NAME`` would build
+    them (``model`` None: the task's default model), ``overrides`` applied to the decoding
+    settings; a problem is one line and exit 2."""
+    from .engine import Engine, EngineError, resolve_model
+
+    user = _settings()
+    try:
+        info = resolve_model(name, model, user)
+        engine = Engine(user, _device(device, user), allow_pickle=allow_pickle)
+        return info, engine.config(name, info, overrides), engine.task(name, info)
+    except EngineError as exc:
+        fail(str(exc))
+
+
 # ---------------------------------------------------------------------- commands
 @app.command("lm")
 def lm(
@@ -228,8 +248,8 @@ def title(
                                               help="Embedded model name, model directory, or cached HF id (default: the title model).")] = None,
     beam: Annotated[int | None, typer.Option("--beam", "-b", min=1, show_default=False,
                                              help="Beam width (default: the model's title setting); 1 = greedy.")] = None,
-    copy: Annotated[bool | None, typer.Option("--copy/--no-copy", show_default=False,
-                                              help="Titles only from the article's tokens (default: the model's choice, else off).")] = None,
+    copy: Annotated[str | None, typer.Option("--copy", show_default=False, metavar="MODE",
+                                             help="Copy mechanism: off, text, span or head, as for `textgen title --copy` (default: the model's choice, else off).")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL: the article field.")] = "text",
     ref_field: Annotated[str, typer.Option("--ref-field", help="JSONL: the reference title field.")] = "title",
     text_col: Annotated[str, typer.Option("--text-col", help="TSV: the article column (index from 0, or header name).")] = "1",
@@ -246,8 +266,17 @@ def title(
 
     --data is .jsonl (--text-field, --ref-field) or .tsv (--text-col, --ref-col; the defaults read CSL's title<TAB>abstract rows).
 
-    Scores are means over records, x100; a record the model fails on counts as an empty prediction (0).
+    Scores are means over records, x100; a record the model fails on counts as an empty prediction (0). "unfaithful" is the share of titles holding a number the article does not contain (0.7 and 7 differ).
+
+    Example: textgen eval title --data dev.jsonl --copy text --format json
     """
+    if copy is not None:
+        from textgen.tasks.title import TitleTask
+
+        try:
+            copy = TitleTask.check_option("copy", copy)
+        except ValueError as exc:
+            fail(str(exc))
     pairs = read_title_pairs(data, text_field=text_field, ref_field=ref_field, text_col=text_col, ref_col=ref_col)[:limit]
     if not pairs:
         fail(f"--data {data}: no records to evaluate")
@@ -264,7 +293,7 @@ def title(
     if copy is not None:
         task.configure(copy=copy)
     from .output import progress_bar
-    from textgen.evaluation.metrics import MetricReport, score_pair
+    from textgen.evaluation.metrics import MetricReport, score_pair, unfaithful_numbers
 
     outputs: list[dict[str, Any]] = []
     with progress_bar(sys.stderr.isatty(), len(pairs)) as advance:
@@ -278,23 +307,40 @@ def title(
     predicted = [out["outputs"][0]["text"] if out["outputs"] else "" for out in outputs]
     samples = [score_pair(p, ref, unit.value) for p, (_, ref) in zip(predicted, pairs)]
     report = MetricReport.from_samples(samples, unit.value)
+    strays = [unfaithful_numbers(p, rec.text or "") for p, (rec, _) in zip(predicted, pairs)]
+    n_unfaithful = sum(map(bool, strays))
     if predictions is not None:
         with predictions.open("w", encoding="utf-8") as f:
-            for (rec, ref), pred, scores, out in zip(pairs, predicted, samples, outputs):
+            for (rec, ref), pred, scores, out, stray in zip(pairs, predicted, samples, outputs, strays):
                 row = {"id": rec.id, "prediction": pred, "reference": ref, **{k: round(v, 2) for k, v in scores.items()}}
+                if stray:
+                    row["unfaithful_numbers"] = stray
                 if out.get("error"):
                     row["error"] = out["error"]
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     decoding = {"num_beams": config.num_beams, "max_new_tokens": config.max_new_tokens,
-                "no_repeat_ngram_size": config.no_repeat_ngram_size, "copy": task.settings["copy"]}
-    result = {"model": info.name, "data": str(data), "failed": len(failed), "decoding": decoding, **report.to_dict()}
+                "no_repeat_ngram_size": config.no_repeat_ngram_size, "repetition_penalty": config.repetition_penalty,
+                "length_penalty": config.length_penalty, "copy": task.settings["copy"]}
+    result = {"model": info.name, "data": str(data), "failed": len(failed), "decoding": decoding, **report.to_dict(),
+              "unfaithful": round(n_unfaithful / len(strays), 4), "unfaithful_titles": n_unfaithful}
     unit_name = "characters" if unit is Unit.char else "jieba words"
     rows = [
-        ("model", f"{info.name}  (beam {config.num_beams}{', copy' if task.settings['copy'] else ''})"),
+        ("model", f"{info.name}  (beam {config.num_beams}, copy {task.settings['copy']})"),
         ("data", f"{data} ({report.n:,} records{f', {len(failed)} failed' if failed else ''})"),
         ("unit", f"{unit.value}: {unit_name}, lowercased, whitespace dropped"),
         *((name, f"{getattr(report, key):.2f}") for name, key in
           (("ROUGE-1 F1", "rouge1"), ("ROUGE-2 F1", "rouge2"), ("ROUGE-L F1", "rougeL"), ("BLEU-4", "bleu"))),
+        ("unfaithful", f"{n_unfaithful / len(strays):.1%}  ({n_unfaithful} titles with a number the article does not contain)"),
         ("implementation", report.implementation),
     ]
     _emit(result, fmt, f"title scores ({unit.value} level, mean over records, x100)", rows)
+
+
+# ---------------------------------------------------------------------- commands in modules of their own
+from .eval_qa import qa  # noqa: E402 -- it builds on the options above
+from .eval_search import search  # noqa: E402 -- it builds on the options above
+from .eval_summarize import summarize  # noqa: E402 -- it builds on the options above
+
+app.command("qa")(qa)
+app.command("search")(search)
+app.command("summarize")(summarize)

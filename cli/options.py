@@ -32,6 +32,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Dtype(str, Enum):
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
 # Decoding flags: python name -> (DecodingConfig field, type, flags, help).
 _DECODING: dict[str, tuple[str, type, tuple[str, ...], str]] = {
     "beam": ("num_beams", int, ("--beam", "-b"), "Beam width; 1 turns beam search off."),
@@ -126,6 +132,15 @@ def input_params() -> list[inspect.Parameter]:
             help="JSONL: the text field (default: text). TSV: column index (default: 0) or header name.",
         ),
         _option("glob", str, "*.txt", "--glob", panel=INPUT, help="Files to read from an input directory."),
+        _option(
+            "encoding",
+            str | None,
+            None,
+            "--encoding",
+            panel=INPUT,
+            show_default=False,
+            help="Encoding of the input bytes, e.g. gb18030 or big5 (default: UTF-8, else detected).",
+        ),
     ]
 
 
@@ -176,6 +191,15 @@ def output_params() -> list[inspect.Parameter]:
             show_default=False,
             help="Progress bar on stderr (default: when stderr is a terminal).",
         ),
+        _option(
+            "stream",
+            bool | None,
+            None,
+            "--stream/--no-stream",
+            panel=OUTPUT,
+            show_default=False,
+            help="Print the output as it is generated (default: for a single input on a terminal).",
+        ),
     ]
 
 
@@ -218,6 +242,26 @@ def model_params() -> list[inspect.Parameter]:
             "--allow-pickle",
             panel=MODEL,
             help="Load pickled weights (pytorch_model.bin); pickles can run code.",
+        ),
+        _option(
+            "dtype",
+            Dtype | None,
+            None,
+            "--dtype",
+            panel=MODEL,
+            show_default=False,
+            help="Weights of Hugging Face models: bf16, fp16 or fp32 (default: the config file, "
+            "else fp32 on CPU and the checkpoint's on CUDA).",
+        ),
+        _option(
+            "prompt_file",
+            Path | None,
+            None,
+            "--prompt-file",
+            panel=MODEL,
+            show_default=False,
+            help="Chat models: a TOML file of task prompts (`textgen models prompts` prints the "
+            "shipped ones to start from).",
         ),
     ]
 

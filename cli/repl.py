@@ -3,12 +3,15 @@
 On a terminal, prompt_toolkit gives line editing and a history kept in
 ``$XDG_STATE_HOME/textgen/history`` (``~/.local/state/textgen/history``). With stdin not a terminal
 the same commands are read line by line without prompts, so a REPL session can be scripted.
-Ctrl-C cancels a running generation (or clears the line) and returns to the prompt; Ctrl-D or
-``:quit`` leaves with status 0.
+Ctrl-C cancels a running generation or a ``:paste`` (or clears the line) and returns to the prompt;
+Ctrl-D or ``:quit`` leaves with status 0. ``textgen repl`` takes the task commands' decoding flags
+for the task it starts with; ``:set`` values belong to the task they were set for, so beam search
+set for titles does not follow into ``:task continue``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -24,8 +27,19 @@ from textgen.models.registry import ModelInfo
 from textgen.tasks import PLANNED, TASKS
 
 from .console import error, fail, say, warn
-from .engine import Engine, EngineError, check_task, decoding_config, pick_device, resolve_model, settings
-from .options import DECODING_FLAGS, Device
+from .engine import (
+    Engine,
+    EngineError,
+    check_task,
+    decoding_config,
+    fit_length,
+    ignored_settings,
+    pick_device,
+    resolve_model,
+    settings,
+)
+from .options import DECODING_FLAGS, Device, Dtype, decoding_overrides, decoding_params
+from .stream import Stream, stream_wanted
 
 HELP = """\
 Type a text and press Enter to run the task on it. Commands:
@@ -33,7 +47,7 @@ Type a text and press Enter to run the task on it. Commands:
   :model NAME        switch model (embedded name, directory or cached hub id)
   :set KEY=VALUE ... set decoding options (beam=4, sample=true, top_p=0.9, max_new_tokens=64, ...)
                      or task options (heal=false); :set alone shows the settings in force
-  :paste             enter a multi-line text, ended by an empty line
+  :paste             enter a multi-line text, ended by an empty line (Ctrl-C cancels it)
   :help              this help
   :quit              leave (Ctrl-D too); Ctrl-C cancels a running generation"""
 
@@ -51,7 +65,11 @@ class Repl:
     allow_pickle: bool
     overrides: dict[str, Any] = field(default_factory=dict)  # DecodingConfig fields set by flags or :set
     options: dict[str, Any] = field(default_factory=dict)  # task options set by flags or :set
+    saved: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)  # other tasks' settings
     engine: Engine | None = None
+    dtype: str | None = None  # Hugging Face weights (--dtype)
+    prompt_file: Path | None = None  # chat prompts (--prompt-file)
+    stream: bool | None = None  # --stream/--no-stream; default: when stdout is a terminal
 
     # ------------------------------------------------------------------ commands
     def command(self, line: str, read: Callable[[str], str]) -> bool:
@@ -76,28 +94,29 @@ class Repl:
 
     def switch_task(self, name: str) -> None:
         if name in PLANNED:
-            error(f"task {name!r} is not available yet: it lands in a later issue")
+            error(f"task {name!r} is not available in this release")
             return
         try:
             check_task(name)
             try:
-                info = resolve_model(name, self.model, self.user)
+                info = resolve_model(name, self.model, self.user, how=":model")
             except EngineError as exc:
                 if self.model is None:
                     raise
-                info = resolve_model(name, None, self.user)
+                info = resolve_model(name, None, self.user, how=":model")
                 warn(f"{exc}; using {info.name!r}")
                 self.model = None
         except EngineError as exc:
             error(str(exc))
             return
+        self.saved[self.task] = (self.overrides, self.options)
         self.task, self.info = name, info
-        self.options = {k: v for k, v in self.options.items() if k in TASKS[name].options}
-        say(f"task {name}, model {info.name}")
+        self.overrides, self.options = self.saved.get(name, ({}, {}))
+        say(f"task {name}, model {info.name}" + ("; its own :set values are back" if name in self.saved else ""))
 
     def switch_model(self, spec: str) -> None:
         try:
-            self.info = resolve_model(self.task, spec or None, self.user)
+            self.info = resolve_model(self.task, spec or None, self.user, how=":model")
         except EngineError as exc:
             error(str(exc))
             return
@@ -126,10 +145,12 @@ class Repl:
             else:
                 overrides[DECODING_FLAGS.get(key, key)] = value
         try:
-            self.config(overrides)
+            config = self.config(overrides)
         except EngineError as exc:
             error(str(exc))
             return
+        for message in ignored_settings(config, overrides, flags=False):
+            warn(message)
         self.overrides, self.options = overrides, options
 
     def show_settings(self) -> None:
@@ -139,10 +160,20 @@ class Repl:
         say(f"task {self.task}, model {self.info.name}\n{values}" + (f"\n{opts}" if opts else ""))
 
     def paste(self, read: Callable[[str], str]) -> None:
-        say("paste the text; end it with an empty line")
+        """Read lines up to an empty one and generate from them; Ctrl-C cancels the paste (the
+        REPL goes on), Ctrl-D ends it: what was pasted is answered, then the REPL ends."""
+        say("paste the text; end it with an empty line (Ctrl-C cancels)")
         lines = []
-        while line := read("... "):
-            lines.append(line)
+        try:
+            while line := read("... "):
+                lines.append(line)
+        except KeyboardInterrupt:
+            say(f"paste cancelled ({len(lines)} lines dropped)")
+            return
+        except EOFError:
+            if lines:
+                self.generate("\n".join(lines))
+            raise
         if lines:
             self.generate("\n".join(lines))
 
@@ -151,24 +182,33 @@ class Repl:
         return decoding_config(self.task, self.info, self.user, overrides)
 
     def generate(self, text: str) -> None:
+        stream = None
         try:
             config = self.config(self.overrides)
             if self.engine is None:
-                self.engine = Engine(self.user, pick_device(self.device, self.threads), allow_pickle=self.allow_pickle)
+                device = pick_device(self.device, self.threads)
+                self.engine = Engine(
+                    self.user, device, allow_pickle=self.allow_pickle, dtype=self.dtype, prompt_file=self.prompt_file
+                )
             task = self.engine.task(self.task, self.info)
             task.configure(**{**task.preset, **self.options})
-            out = task.run([make_record("repl", text)], config)[0]
+            config = fit_length(task, config, explicit="max_new_tokens" in self.overrides, how=":set max_new_tokens")
+            stream = Stream() if stream_wanted(self.stream, single=True) else None
+            out = task.run([make_record("repl", text)], config, on_text=stream)[0]
         except EngineError as exc:
             error(str(exc))
             return
         except KeyboardInterrupt:
+            if stream is not None and stream.shown:
+                sys.stdout.write("\n")  # end the line streamed so far
             say("cancelled")
             return
+        streamed = stream is not None and stream.close(out)
         for message in out.get("warnings", ()):
             warn(message)
         if "error" in out:
             error(out["error"])
-        else:
+        elif not streamed:
             sys.stdout.write(format_text(out))
             sys.stdout.flush()
 
@@ -227,14 +267,22 @@ def run_repl(
     device: Device | None = None,
     threads: int | None = None,
     allow_pickle: bool = False,
+    dtype: Dtype | None = None,
+    prompt_file: Path | None = None,
+    stream: bool | None = None,
 ) -> int:
     """Run the REPL until :quit or end of input; returns the exit status."""
     try:
         user = settings()
+        if task in PLANNED:
+            raise EngineError(f"task {task!r} is not available in this release")
         check_task(task)
         info = resolve_model(task, model, user)
+        config = decoding_config(task, info, user, dict(overrides or {}))
     except EngineError as exc:
         fail(str(exc))
+    for message in ignored_settings(config, dict(overrides or {})):
+        warn(message)
     repl = Repl(
         task,
         model,
@@ -245,6 +293,9 @@ def run_repl(
         allow_pickle=allow_pickle,
         overrides=dict(overrides or {}),
         options=dict(options or {}),
+        dtype=dtype.value if dtype else None,
+        prompt_file=prompt_file,
+        stream=stream,
     )
     read = line_reader()
     say(f"textgen {task} with model {info.name}; :help for commands, Ctrl-D to quit")
@@ -257,7 +308,10 @@ def run_repl(
             return 0
         # Only the command test strips: a prompt's trailing space matters to a continuation.
         if line.strip().startswith(":"):
-            if not repl.command(line, read):
+            try:
+                if not repl.command(line, read):
+                    return 0
+            except EOFError:  # Ctrl-D inside :paste
                 return 0
         elif line.strip():
             repl.generate(line)
@@ -273,6 +327,31 @@ def repl_command(
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Load pickled weights; pickles can run code.")
     ] = False,
+    dtype: Annotated[Dtype | None, typer.Option("--dtype", help="Hugging Face weights: bf16, fp16 or fp32.")] = None,
+    prompt_file: Annotated[
+        Path | None, typer.Option("--prompt-file", help="Chat models: a TOML file of task prompts.")
+    ] = None,
+    stream: Annotated[
+        bool | None, typer.Option("--stream/--no-stream", help="Print outputs as they are generated (default: on a terminal).")
+    ] = None,
+    **decoding: Any,
 ) -> None:
-    """Interactive session: line editing, history, :task, :set, :model, :paste, :help, :quit."""
-    raise typer.Exit(run_repl(task, model=model, device=device, threads=threads, allow_pickle=allow_pickle))
+    """Interactive session: line editing, history, :task, :set, :model, :paste, :help, :quit.
+
+    The decoding flags (--beam, --sample, --max-new-tokens ...) set the starting task's settings, as :set does.
+
+    Example: textgen repl --task continue --temperature 0.8
+    """
+    raise typer.Exit(
+        run_repl(
+            task, model=model, device=device, threads=threads, allow_pickle=allow_pickle, dtype=dtype,
+            prompt_file=prompt_file, stream=stream, overrides=decoding_overrides(decoding),
+        )
+    )
+
+
+# The task commands' decoding flags, in place of ``**decoding`` (typer reads the signature).
+_signature = inspect.signature(repl_command, eval_str=True)
+repl_command.__signature__ = _signature.replace(  # type: ignore[attr-defined]
+    parameters=[p for p in _signature.parameters.values() if p.kind is not p.VAR_KEYWORD] + decoding_params("repl", {})
+)

@@ -6,11 +6,12 @@ rank reads its own shard, rank 0 writes). torch is imported inside the commands 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
-from textgen.cli.console import fail
+from textgen.cli.console import fail, warn
 
 app = typer.Typer(
     help="Train or fine-tune models on your own data (checkpoints in --out, resumable).",
@@ -37,10 +38,23 @@ _PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress displa
 def _config(out: Path, **kw):
     from textgen.training.trainer import TrainConfig
 
+    if kw["warmup"] > kw["steps"]:
+        warn(f"--warmup {kw['warmup']} is longer than --steps {kw['steps']}: the learning rate never reaches --lr "
+             f"(it stops at {kw['steps'] / kw['warmup']:.0%} of it)")
     try:
         return TrainConfig(out_dir=str(out), **kw)
     except ValueError as e:
         fail(str(e))
+
+
+def _report(summary: dict, model: Path) -> None:
+    """The last line of a training run; a finished run resumed says it had nothing to do."""
+    loss = f"loss {summary['last_loss']:.4f}" if not math.isnan(summary["last_loss"]) else "no loss logged"
+    if summary.get("steps_run") == 0:
+        typer.echo(f"nothing to train: the run is already at step {summary['step']} (raise --steps to train "
+                   f"further); {loss}; model in {model}")
+    else:
+        typer.echo(f"trained to step {summary['step']}: {loss}; model in {model}")
 
 
 def _run(fn, *args, **kw) -> dict:
@@ -82,7 +96,7 @@ def pretrain(
         layers=layers, max_chars=vocab_chars, num_words=vocab_words, window=window, batch_size=batch_size,
         tokenizer_mode="word" if vocab_words > 0 else "char",
     )
-    typer.echo(f"trained to step {summary['step']}: loss {summary['last_loss']:.4f}; model in {out / 'last'}")
+    _report(summary, out / "last")
 
 
 @app.command()
@@ -119,5 +133,4 @@ def seq2seq(
         finetune_seq2seq, pairs, base, cfg, dev_pairs=dev_pairs, max_source=max_source, max_target=max_target,
         batch_size=batch_size, noise=noise, task=task, allow_pickle=allow_pickle,
     )
-    best = out / "best" if (out / "best").exists() else out / "last"
-    typer.echo(f"trained to step {summary['step']}: loss {summary['last_loss']:.4f}; model in {best}")
+    _report(summary, out / "best" if (out / "best").exists() else out / "last")

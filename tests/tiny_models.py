@@ -131,3 +131,64 @@ def _favour_eos(weight: torch.Tensor, eos: int, factor: float) -> None:
     or never, which is what exercises the finished-hypothesis logic (factors tuned per family)."""
     with torch.no_grad():
         weight[eos] *= factor
+
+
+# ---------------------------------------------------------------------- chat models (textgen/models/chat.py)
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+LLAMA3 = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def save_qwen2(path: Path, tokenizer_dir: Path, seed: int = 0, width: int = 16, layers: int = 2,
+               eos_factor: float = 1.0, vocab_size: int = 151936):
+    """A random Qwen2 over a real Qwen2 tokenizer directory with a ChatML template (as Qwen's
+    instruct models have); its generation config names only <|endoftext|>, as a base model's does."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok.chat_template = CHATML
+    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(
+        vocab_size=max(vocab_size, len(tok)), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=layers,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024, tie_word_embeddings=True,
+        bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(cfg)
+    for end in ("<|im_end|>", "<|endoftext|>"):
+        _favour_eos(model.get_output_embeddings().weight, tok.convert_tokens_to_ids(end), factor=eos_factor)
+    model.save_pretrained(path)
+    return model, tok
+
+
+def save_llama(path: Path, seed: int = 0, width: int = 32, layers: int = 2, eos_factor: float = 1.0,
+               max_positions: int = 1024, vocab_size: int | None = None):
+    """A random Llama over the trained byte-level BPE plus Llama 3's chat tokens and template: a
+    BOS token, headers, and <|eot_id|> closing each turn."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = train_byte_bpe(path)
+    tok.add_special_tokens({
+        "bos_token": "<|begin_of_text|>",
+        "additional_special_tokens": ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+    })
+    tok.chat_template = LLAMA3
+    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=max(vocab_size or 0, len(tok)), hidden_size=width, intermediate_size=2 * width,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg)
+    for end in ("<|eot_id|>", "<|endoftext|>"):
+        _favour_eos(model.get_output_embeddings().weight, tok.convert_tokens_to_ids(end), factor=eos_factor)
+    model.save_pretrained(path)
+    return model, tok

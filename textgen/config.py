@@ -10,6 +10,7 @@ The config file is ``$TEXTGEN_CONFIG`` if set, else ``$XDG_CONFIG_HOME/textgen/c
     device = "cpu"          # auto | cpu | cuda
     threads = 2             # torch intra-op threads
     model = "mini-zh"       # default model for every task (embedded name, directory or hub id)
+    dtype = "bf16"          # Hugging Face models: bf16 | fp16 | fp32 (default fp32 on CPU)
 
     [title]                 # per task: its model and any decoding option (DecodingConfig field)
     model = "~/models/my-title-model"
@@ -18,6 +19,9 @@ The config file is ``$TEXTGEN_CONFIG`` if set, else ``$XDG_CONFIG_HOME/textgen/c
 
     [continue]
     temperature = 0.8
+
+    [prompts.title]         # chat models: override a task's prompt (textgen/prompts/chat.toml)
+    user = "给下面的新闻起一个标题：{text}"
 
 Environment: ``TEXTGEN_MODEL`` (beats the file's ``model`` keys), ``TEXTGEN_DEVICE``,
 ``TEXTGEN_THREADS``.
@@ -33,7 +37,8 @@ from typing import Any
 import tomllib
 
 DEVICES = ("auto", "cpu", "cuda")
-_TOP_LEVEL_KEYS = {"device", "threads", "model"}
+DTYPES = ("bf16", "fp16", "fp32")
+_TOP_LEVEL_KEYS = {"device", "threads", "model", "dtype", "prompts"}
 
 
 class ConfigError(ValueError):
@@ -49,6 +54,8 @@ class Settings:
     model: str | None = None
     task_models: dict[str, str] = field(default_factory=dict)
     task_decoding: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dtype: str | None = None  # Hugging Face models' weights: bf16 | fp16 | fp32
+    prompts: dict[str, Any] = field(default_factory=dict)  # [prompts.<key>] tables (chat models)
     source: Path | None = None  # the config file read, if any
 
     def model_for(self, task: str) -> str | None:
@@ -105,6 +112,10 @@ def _apply_file(settings: Settings, data: dict[str, Any], path: Path) -> None:
             settings.threads = _threads(value, f"{path}: threads")
         elif key == "model":
             settings.model = _string(value, f"{path}: model")
+        elif key == "dtype":
+            settings.dtype = _choice(value, DTYPES, f"{path}: dtype")
+        elif key == "prompts":
+            settings.prompts = _prompts(value, f"{path}: [prompts]")
         else:
             known = sorted(_TOP_LEVEL_KEYS) + [f"[{t}]" for t in TASK_NAMES]
             raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(known)})")
@@ -124,6 +135,25 @@ def _apply_env(settings: Settings) -> None:
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _prompts(value: Any, where: str) -> dict[str, Any]:
+    """The ``[prompts]`` tables, checked now (shape of textgen/prompts/chat.toml)."""
+    from textgen.prompts import PromptError, default_prompts, merge
+
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of prompt tables ([prompts.title] ...)")
+    try:
+        merge(default_prompts(), value, where)
+    except PromptError as exc:
+        raise ConfigError(str(exc)) from None
     return value
 
 

@@ -36,6 +36,10 @@ class LogitsProcessor:
     def reorder(self, index: torch.LongTensor) -> None:
         """Make row ``i`` hold what row ``index[i]`` held (stateless processors: nothing)."""
 
+    def observe(self, adapter, state) -> None:
+        """Called with the adapter state whenever its rows change (start, reorder, step), for rules
+        that read more than the logits (the copy head's tag probabilities: ``adapter.copy_probs``)."""
+
 
 def apply_processors(
     processors: Sequence[LogitsProcessor], generated: torch.LongTensor, logits: torch.FloatTensor

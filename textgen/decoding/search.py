@@ -27,7 +27,7 @@ after ``log_softmax``; with processors that ban tokens the two can rank beams di
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,7 @@ def generate(
     *,
     processors: Sequence[LogitsProcessor] = (),
     forced_prefix: Sequence[Sequence[int]] | None = None,
+    on_step: Callable[[list[int]], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decode every input; per input, ``num_return_sequences`` hypotheses, best first.
 
@@ -72,6 +73,12 @@ def generate(
     applied after the config's rules; ``forced_prefix[i]`` ids start output ``i`` (they are part of
     the returned ``token_ids``). A hypothesis with ``finished=False`` hit ``max_new_tokens``: callers
     should tell the user it was cut.
+
+    ``on_step(ids)``, for streaming: called whenever the settled start of input 0's best output
+    grows, with its ids so far (without the end token). Settled means final: the returned
+    ``token_ids`` start with them. Greedy and sampling settle a token as soon as it is chosen;
+    beam search once every running beam and every finished hypothesis of the input agree on it.
+    Only with ``num_return_sequences == 1`` (which of several outputs will rank first is unknown).
     """
     if not inputs:
         return []
@@ -81,10 +88,12 @@ def generate(
     rules += [copy.copy(p) for p in processors]
     if forced_prefix is not None:
         rules.append(ForcedPrefix(forced_prefix))
+    if config.num_return_sequences > 1:
+        on_step = None
     inputs = [list(x) for x in inputs]
     with torch.inference_mode():
         if config.strategy == "beam":
-            return _beam_search(adapter, inputs, config, rules)
+            return _beam_search(adapter, inputs, config, rules, on_step)
         generator = None
         if config.do_sample:
             generator = torch.Generator(device=getattr(adapter, "device", "cpu"))
@@ -92,7 +101,8 @@ def generate(
                 generator.seed()
             else:
                 generator.manual_seed(config.seed)
-        return _sample(adapter, inputs, config, rules, sampling_warpers(config) if config.do_sample else [], generator)
+        warpers = sampling_warpers(config) if config.do_sample else []
+        return _sample(adapter, inputs, config, rules, warpers, generator, on_step)
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -101,15 +111,23 @@ class _Rows:
 
     def __init__(self, adapter: Adapter, state, processors: list[LogitsProcessor]) -> None:
         self.adapter, self.state, self.processors = adapter, state, processors
+        self._observers = [p for p in processors if getattr(p, "observe", None)]
+        self._observe()
 
     def reorder(self, index: torch.Tensor) -> None:
         self.state = self.adapter.reorder(self.state, index)
         for p in self.processors:
             p.reorder(index)
+        self._observe()
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         logits, self.state = self.adapter.step(self.state, tokens)
+        self._observe()
         return logits
+
+    def _observe(self) -> None:
+        for p in self._observers:
+            p.observe(self.adapter, self.state)
 
 
 def _process(processors: list[LogitsProcessor], generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -120,15 +138,14 @@ def _process(processors: list[LogitsProcessor], generated: torch.Tensor, logits:
 
 
 def _chosen_log_prob(logits: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-    """``log_softmax(logits)[row, choice[row]]`` for each row, cheaply.
+    """``log_softmax(logits)[row, choice[row]]`` for each row.
 
-    Logits far below the row's maximum are clamped to ``max - 80`` before ``exp``: their share of
-    the mass is below e^-80, and their exact ``exp`` would be a denormal, which sends CPU ``exp`` to
-    a slow path (log_softmax over 8k random-model logits took 5x longer; greedy pays it every step).
+    torch's fused ``log_softmax`` reads the logits once; an earlier clamped log-sum-exp (five passes,
+    written against denormal ``exp`` slow paths) measured 2-10x slower with torch 2.13 on 8k and
+    152k vocabularies, random and sharply peaked logits alike, and made greedy decoding of a
+    152k-vocabulary chat model slower than ``generate()`` (docs/benchmarks.md).
     """
-    top = logits.amax(dim=-1, keepdim=True)
-    mass = (logits - top).clamp_(min=-80.0).exp_().sum(dim=-1)
-    return logits.gather(1, choice[:, None]).squeeze(1) - top.squeeze(1) - mass.log_()
+    return torch.log_softmax(logits, dim=-1).gather(1, choice[:, None]).squeeze(1)
 
 
 def _eos_mask(tokens: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
@@ -143,6 +160,7 @@ def _sample(
     rules: list[LogitsProcessor],
     warpers: list[LogitsProcessor],
     generator: torch.Generator | None,
+    on_step: Callable[[list[int]], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Greedy (no generator) or sampling: each row picks its own token; finished rows leave."""
     n, steps = config.num_return_sequences, config.max_new_tokens
@@ -173,6 +191,8 @@ def _sample(
         scores += _chosen_log_prob(logits, choice)
         tokens[:, t] = choice
         ended = _eos_mask(choice, eos)
+        if on_step is not None and int(owner[0]) == 0 and not bool(ended[0]):  # input 0 still runs, in row 0
+            on_step(tokens[0, : t + 1].tolist())
         any_ended = bool(ended.any())
         if any_ended:
             emit(ended, t, True)
@@ -193,7 +213,11 @@ def _sample(
 
 # ---------------------------------------------------------------------- beam search
 def _beam_search(
-    adapter: Adapter, inputs: list[list[int]], config: DecodingConfig, rules: list[LogitsProcessor]
+    adapter: Adapter,
+    inputs: list[list[int]],
+    config: DecodingConfig,
+    rules: list[LogitsProcessor],
+    on_step: Callable[[list[int]], None] | None = None,
 ) -> list[list[Hypothesis]]:
     K, steps, lp = config.num_beams, config.max_new_tokens, config.length_penalty
     logits, state = adapter.start(inputs, steps)
@@ -215,6 +239,7 @@ def _beam_search(
     run_scores[:, 0] = 0.0  # only the first beam is real at step 0, so beams start distinct
     pool = _Pool(B, K, steps, device)
     top_k_mask = torch.arange(width, device=device) < K
+    settled = 0  # how many of input 0's output tokens on_step has been given
 
     for t in range(steps):
         b = len(active)
@@ -259,9 +284,27 @@ def _beam_search(
         row_index = (groups[:, None] * K + beam_src).flatten()  # rows of the current batch to carry on
         run_tokens = run_tokens.view(b * K, steps).index_select(0, row_index).view(len(groups), K, steps)
         run_tokens[:, :, t] = next_token
+        if on_step is not None and int(active[0]) == 0:
+            stable = _settled(run_tokens[0, :, : t + 1], pool, 0)
+            if stable > settled:
+                settled = stable
+                on_step(run_tokens[0, 0, :stable].tolist())
         rows.reorder(row_index)
         logits = rows.step(next_token.flatten())
     return pool.best(config.num_return_sequences)
+
+
+def _settled(beams: torch.Tensor, pool: _Pool, item: int) -> int:
+    """How many leading tokens every running beam ``beams`` [K, t] and every finished hypothesis
+    of input ``item`` share: whatever ranks first in the end starts with them."""
+    same = (beams == beams[0]).all(dim=0)
+    filled = pool.filled[item]
+    if bool(filled.any()):
+        t = beams.shape[1]
+        pooled = pool.tokens[item, filled, :t]
+        inside = torch.arange(t, device=beams.device)[None, :] < pool.lengths[item, filled][:, None]
+        same &= ((pooled == beams[0]) & inside).all(dim=0)
+    return int(same.long().cumprod(dim=0).sum())
 
 
 class _Pool:

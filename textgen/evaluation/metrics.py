@@ -19,11 +19,18 @@ Implementations (pinned in pyproject.toml, named in every report):
 
 Corpus scores are the mean over samples of the per-sample scores, x100. An empty prediction scores
 0 on every metric but still counts in the mean, so a model cannot gain by staying silent.
+
+Faithfulness (``unfaithful_share``): the share of outputs holding a number that is not a number of
+their source. A number is a maximal run of digits (ASCII or full-width, which count as the same)
+with single ``.`` or ``,`` between digit runs, so ``0.7``, ``2023`` and ``1,000`` are one number
+each; an output's number must equal a whole number of the source: ``7`` from a source that only
+has ``0.7`` is unfaithful. The copy constraint (``textgen.decoding.copy``) enforces this definition.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -131,3 +138,28 @@ def score_corpus(predictions: Sequence[str], references: Sequence[str], unit: st
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
     return MetricReport.from_samples([score_pair(p, r, unit) for p, r in zip(predictions, references)], unit)
+
+
+# ---------------------------------------------------------------------- faithfulness
+_NUMBER = re.compile(r"[0-9]+(?:[.,][0-9]+)*")
+_FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
+
+
+def numbers(text: str) -> list[str]:
+    """The numbers of ``text`` (module docstring), full-width digits written as ASCII."""
+    return _NUMBER.findall(text.translate(_FULLWIDTH_DIGITS))
+
+
+def unfaithful_numbers(prediction: str, source: str) -> list[str]:
+    """The numbers of ``prediction`` that are not whole numbers of ``source``."""
+    known = set(numbers(source))
+    return [n for n in numbers(prediction) if n not in known]
+
+
+def unfaithful_share(predictions: Sequence[str], sources: Sequence[str]) -> float:
+    """The share (0..1) of predictions holding a number their source does not contain."""
+    if len(predictions) != len(sources):
+        raise ValueError(f"{len(predictions)} predictions but {len(sources)} sources")
+    if not predictions:
+        raise ValueError("nothing to score: no predictions")
+    return sum(bool(unfaithful_numbers(p, s)) for p, s in zip(predictions, sources)) / len(predictions)

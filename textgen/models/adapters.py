@@ -19,18 +19,21 @@ Families (docs/design.md):
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from textgen.models.backbone import BertBackbone, KVCache
+from textgen.models.backbone import BertBackbone, KVCache, check_finite
 from textgen.tokenizer import ChineseTokenizer, is_cjk
 
 KINDS = ("seq2seq", "causal")
@@ -53,6 +56,11 @@ class Adapter(ABC):
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def source_ids(self, text: str) -> list[int]:
+        """The ids of ``text`` itself, for constraints built from the source (copy, answer spans).
+        Here the same as ``encode``; a chat adapter's ``encode`` wraps the text in a prompt."""
+        return self.encode(text)
+
     @abstractmethod
     def token_texts(self) -> list[str]: ...
 
@@ -69,6 +77,14 @@ class Adapter(ABC):
         """How many of ``encode``'s tokens ``start`` keeps beside ``max_new_tokens`` outputs (None:
         all). Seq2seq models keep a long source's beginning, causal models a long prompt's end; the
         tasks use this to tell users that part of their text was not read."""
+        return None
+
+    has_copy_head: bool = False
+
+    def copy_probs(self, state: Any) -> torch.Tensor | None:
+        """The copy head's O/B/I probabilities of each row's next token in ``state`` ([N, 3], rows
+        as the logits ``start``/``step`` returned), or None for models without a copy head
+        (algorithms.md 2.3; read by ``textgen.decoding.copy.CopyHead``)."""
         return None
 
 
@@ -134,16 +150,27 @@ class _BackboneAdapter(Adapter):
             ids, mode=mode, token_type_ids=torch.zeros_like(ids), attention_mask=mask, use_cache=True
         )
         last = hidden[torch.arange(len(rows), device=self.device), mask.sum(1) - 1]
-        return self.model.lm_logits(last), cache
+        return self._outputs(last, cache)
 
     def step(self, state: KVCache, tokens: torch.Tensor) -> tuple[torch.Tensor, KVCache]:
         hidden, cache = self.model.encode(
             tokens[:, None], token_type_ids=self._segment(tokens), cache=state, use_cache=True
         )
-        return self.model.lm_logits(hidden[:, -1]), cache
+        return self._outputs(hidden[:, -1], cache)
+
+    def _outputs(self, last: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        """Next-token logits; with a copy head (seq2seq) the cache also carries the head's O/B/I
+        probabilities of the next token (``copy_probs``)."""
+        if self.has_copy_head:
+            cache.copy_probs = self.model.copy_logits(last).float().softmax(dim=-1)
+        return self.model.lm_logits(last), cache
 
     def reorder(self, state: KVCache, index: torch.Tensor) -> KVCache:
-        return state.reorder(index)
+        probs = getattr(state, "copy_probs", None)
+        state = state.reorder(index)
+        if probs is not None:
+            state.copy_probs = probs.index_select(0, index)
+        return state
 
     @abstractmethod
     def _segment(self, tokens: torch.Tensor) -> torch.Tensor: ...
@@ -157,6 +184,13 @@ class BackboneSeq2Seq(_BackboneAdapter):
     target would sit at positions training never reached."""
 
     max_source_tokens: int | None = None
+
+    @property
+    def has_copy_head(self) -> bool:
+        return self.model.copy_head is not None
+
+    def copy_probs(self, state):
+        return getattr(state, "copy_probs", None)
 
     def input_limit(self, max_new_tokens):
         room = _check_room(self._positions(), max_new_tokens, reserved=2)
@@ -204,12 +238,16 @@ class _HFAdapter(Adapter):
             raise ValueError(f"{name}: neither the model nor its tokenizer names an end-of-sequence token")
         pad = gen.pad_token_id if gen.pad_token_id is not None else tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else self.eos_token_ids[0]
-        self._wordpiece = _decoder_kind(tokenizer) == "wordpiece"
+        # WordPiece decoders, and tokenizers without a decoder (Chinese BART checkpoints saved
+        # without one), put a space between every token; Chinese has none between characters.
+        self._spaced = _decoder_kind(tokenizer) in ("wordpiece", "plain")
+        # transformers 5.24 renamed the KV-cache argument and output `past_key_values` to `cache`
+        # (the old name still works, with a deprecation warning on every run).
+        self._cache = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     def decode(self, ids: Sequence[int]) -> str:
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        # WordPiece decoders put a space between every token; Chinese has none between characters.
-        return _join_cjk(text) if self._wordpiece else text
+        return _join_cjk(text) if self._spaced else text
 
     def token_texts(self) -> list[str]:
         return _hf_token_texts(self.tokenizer, self.vocab_size)
@@ -278,10 +316,10 @@ class HFSeq2Seq(_HFAdapter):
             encoder_outputs=(state.encoder_hidden,),
             attention_mask=state.encoder_mask,
             decoder_input_ids=decoder_ids,
-            past_key_values=state.cache,
+            **{self._cache: state.cache},
             use_cache=True,
         )
-        state.cache = out.past_key_values
+        state.cache = out[self._cache]
         return out.logits[:, -1].float(), state
 
     def reorder(self, state, index):
@@ -332,7 +370,7 @@ class HFCausal(_HFAdapter):
         out = self.model(
             input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True, **self._last_only()
         )
-        state = _CausalState(out.past_key_values, mask.long(), positions[:, -1] + 1)
+        state = _CausalState(out[self._cache], mask.long(), positions[:, -1] + 1)
         return out.logits[:, -1].float(), state
 
     def step(self, state, tokens):
@@ -341,11 +379,11 @@ class HFCausal(_HFAdapter):
             input_ids=tokens[:, None],
             attention_mask=state.mask,
             position_ids=state.next_pos[:, None],
-            past_key_values=state.cache,
+            **{self._cache: state.cache},
             use_cache=True,
             **self._last_only(),
         )
-        state.cache = out.past_key_values
+        state.cache = out[self._cache]
         state.next_pos = state.next_pos + 1
         return out.logits[:, -1].float(), state
 
@@ -357,8 +395,6 @@ class HFCausal(_HFAdapter):
 
     def _last_only(self) -> dict:
         """Ask for the last position's logits only, as ``generate()`` does (less work, same numbers)."""
-        import inspect
-
         if not hasattr(self, "_logits_kw"):
             takes = "logits_to_keep" in inspect.signature(self.model.forward).parameters
             self._logits_kw = {"logits_to_keep": 1} if takes else {}
@@ -394,9 +430,16 @@ def _byte_decoder() -> dict[str, int]:
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
+def special_ids(tokenizer) -> set[int]:
+    """Ids of a Hugging Face tokenizer's special tokens, chat markers included (Qwen's
+    <|im_start|>, <|im_end|> are special added tokens, not in ``all_special_ids``)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    return set(getattr(tokenizer, "all_special_ids", [])) | {i for i, t in added.items() if getattr(t, "special", False)}
+
+
 def _hf_token_texts(tokenizer, vocab_size: int) -> list[str]:
     kind = _decoder_kind(tokenizer)
-    special = set(getattr(tokenizer, "all_special_ids", []))
+    special = special_ids(tokenizer)
     byte_of = _byte_decoder() if kind == "bytelevel" else None
     tokens = tokenizer.convert_ids_to_tokens(list(range(min(vocab_size, len(tokenizer)))))
     texts = []
@@ -432,11 +475,22 @@ def _cjkish(ch: str) -> bool:
 
 # ---------------------------------------------------------------------- loading
 def load_adapter(
-    path: str | os.PathLike, kind: str, *, device: str | torch.device = "cpu", allow_pickle: bool = False
+    path: str | os.PathLike,
+    kind: str,
+    *,
+    device: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+    dtype: str | None = None,
+    task: str | None = None,
+    prompts: dict[str, Any] | None = None,
 ) -> Adapter:
     """The adapter for a model directory: ours when ``config.json`` says ``model_type: "bert"``,
     otherwise a Hugging Face encoder-decoder (``kind="seq2seq"``) or decoder-only (``"causal"``)
-    model. Only local files are read; remote code is never run; pickled weights only with
+    model. A decoder-only model whose tokenizer has a chat template serves every kind through
+    ``textgen.models.chat.ChatAdapter``, which renders ``task``'s prompt (``prompts`` overrides
+    the shipped ones; ``kind="seq2seq"`` without a task means titles). ``dtype`` (``bf16``,
+    ``fp16``, ``fp32``) applies to Hugging Face models; default fp32 on CPU, the checkpoint's on
+    CUDA. Only local files are read; remote code is never run; pickled weights only with
     ``allow_pickle``. Unusable directories raise FileNotFoundError/ValueError/PermissionError
     with a one-line message."""
     if kind not in KINDS:
@@ -456,7 +510,14 @@ def load_adapter(
     name = _model_name(path)
     if config.get("model_type") == "bert":
         return _load_backbone(path, kind, name, device, allow_pickle)
-    return _load_hf(path, kind, name, device, allow_pickle)
+    from textgen.models.registry import has_chat_template
+
+    if not config.get("is_encoder_decoder") and has_chat_template(path):
+        from textgen.models.chat import load_chat
+
+        task = task or ("title" if kind == "seq2seq" else None)
+        return load_chat(path, name, task=task, device=device, dtype=dtype, allow_pickle=allow_pickle, prompts=prompts)
+    return _load_hf(path, kind, name, device, allow_pickle, dtype)
 
 
 def textgen_meta(path: Path) -> dict:
@@ -494,22 +555,32 @@ def meta_tokens(path: Path, key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool) -> Adapter:
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForSeq2SeqLM,
-        AutoTokenizer,
-    )
+def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool, dtype: str | None = None) -> Adapter:
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, OSError) as e:
         raise ValueError(f"{path}: transformers cannot read this model's config ({_first_line(e)})") from None
     if kind == "seq2seq" and not config.is_encoder_decoder:
-        raise ValueError(f"{path} holds a decoder-only model ({config.model_type}); it can only continue text (causal)")
+        raise ValueError(f"{path} holds a decoder-only model ({config.model_type}); it can only continue text (causal), "
+                         "or serve every task once its tokenizer has a chat template")
     if kind == "causal" and config.is_encoder_decoder:
         raise ValueError(f"{path} holds an encoder-decoder model ({config.model_type}); use it for seq2seq tasks")
+    model, tokenizer = hf_model(path, kind, device, allow_pickle, dtype), hf_tokenizer(path)
+    cls = HFSeq2Seq if kind == "seq2seq" else HFCausal
+    return cls(model, tokenizer, name, device)
+
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def hf_model(path: Path, kind: str, device, allow_pickle: bool, dtype: str | None = None):
+    """A Hugging Face model's weights (safetensors unless ``allow_pickle``), quietly, on ``device``."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     has_safetensors = any(path.glob("*.safetensors"))
     if not has_safetensors and not allow_pickle:
         if any(path.glob("*.bin")) or any(path.glob("*.pt")):
@@ -519,22 +590,50 @@ def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool) -> Ad
             )
         raise FileNotFoundError(f"{path} holds no *.safetensors weights")
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    default = torch.float32 if torch.device(device).type == "cpu" else "auto"
     try:
-        model = auto.from_pretrained(
-            path,
-            local_files_only=True,
-            trust_remote_code=False,
-            use_safetensors=True if not allow_pickle else None,
-            dtype=torch.float32 if torch.device(device).type == "cpu" else "auto",
-        )
+        with _quiet_loading():
+            model = auto.from_pretrained(
+                path,
+                local_files_only=True,
+                trust_remote_code=False,
+                use_safetensors=True if not allow_pickle else None,
+                dtype=DTYPES[dtype] if dtype else default,
+            )
     except (ValueError, KeyError, OSError) as e:
         raise ValueError(f"{path}: cannot load the {kind} model ({_first_line(e)})") from None
+    check_finite(model.named_parameters(), path)
+    return model.to(device)
+
+
+def hf_tokenizer(path: Path):
+    """A Hugging Face tokenizer from local files; remote code never runs."""
+    from transformers import AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        with _quiet_loading():
+            return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, OSError, TypeError) as e:
         raise ValueError(f"{path}: cannot load its tokenizer ({_first_line(e)})") from None
-    cls = HFSeq2Seq if kind == "seq2seq" else HFCausal
-    return cls(model.to(device), tokenizer, name, device)
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar and logs warnings while loading; stderr is for
+    the user's messages, so both are off while a model loads (and restored after)."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _first_line(e: BaseException) -> str:

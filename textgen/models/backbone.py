@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -267,10 +268,10 @@ class BertBackbone(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ HF checkpoint I/O
-    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> None:
-        """Write ``config.json`` + ``model.safetensors`` in the Hugging Face BertForMaskedLM layout."""
-        from safetensors.torch import save_file
-
+    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None, max_shard_bytes: int | None = None) -> None:
+        """Write ``config.json`` + ``model.safetensors`` in the Hugging Face BertForMaskedLM layout;
+        with ``max_shard_bytes``, weights go into HF-style shards (``model-00001-of-0000N.safetensors``
+        + ``model.safetensors.index.json``), e.g. to move a large model through a 16 MB file limit."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         cfg = self.config.to_hf_dict()
@@ -285,7 +286,7 @@ class BertBackbone(nn.Module):
             state[to_hf_name(name)] = t
         # The MLM decoder is tied to the word embeddings (tie_word_embeddings, HF's default for BERT),
         # so its weight is not stored twice: that would add vocab x hidden to every file.
-        save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+        write_weights(state, path, max_shard_bytes)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, allow_pickle: bool = False, copy_head: bool | None = None) -> BertBackbone:
@@ -308,7 +309,17 @@ class BertBackbone(nn.Module):
         essential = [m for m in missing if not m.startswith(("head_", "copy_head"))]
         if essential:
             raise ValueError(f"{path}: not a BERT checkpoint, missing weights {essential[:5]}")
+        check_finite(((name, t) for name, t in state.items() if from_hf_name(name) is not None), path)
         return model
+
+
+def check_finite(named: Iterable[tuple[str, torch.Tensor]], path: str | os.PathLike) -> None:
+    """``ValueError`` when weights hold NaN or infinity (a diverged training run, a damaged file):
+    such a model would load and then fail every record with some unrelated message."""
+    bad = [name for name, t in named if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{path}: the weights hold NaN or infinite values ({len(bad)} tensors, e.g. {bad[0]}); "
+                         "the checkpoint is damaged")
 
 
 # HF name <-> ours, as templates ({n} = layer number). HF keys may come with or without the
@@ -355,12 +366,62 @@ def to_hf_name(name: str) -> str:
     return hf if hf.startswith("cls.") else "bert." + hf
 
 
+SHARD_INDEX = "model.safetensors.index.json"
+
+
+def write_weights(state: dict[str, torch.Tensor], path: Path, max_shard_bytes: int | None = None) -> None:
+    """One ``model.safetensors``, or shards of at most ``max_shard_bytes`` plus the HF index."""
+    from safetensors.torch import save_file
+
+    for old in [path / "model.safetensors", path / SHARD_INDEX, *path.glob("model-*-of-*.safetensors")]:
+        old.unlink(missing_ok=True)
+    if max_shard_bytes is None:
+        save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+        _usual_mode(path / "model.safetensors")
+        return
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, t in state.items():
+        nbytes = t.numel() * t.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += nbytes
+    weight_map = {}
+    for k, shard in enumerate(shards, 1):
+        fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(path / fname), metadata={"format": "pt"})
+        _usual_mode(path / fname)
+        weight_map.update(dict.fromkeys(shard, fname))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (path / SHARD_INDEX).write_text(json.dumps(index, indent=2), encoding="utf-8")
+
+
+def _usual_mode(path: Path) -> None:
+    """safetensors writes through a private temporary file, so its files come out mode 0600;
+    give them the mode every other file of the directory gets (0666 less the umask), so that a
+    model directory shared with others can be read by them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def read_weights(path: Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     st = path / "model.safetensors"
     if st.exists():
         from safetensors.torch import load_file
 
         return load_file(str(st))
+    index = path / SHARD_INDEX
+    if index.exists():
+        from safetensors.torch import load_file
+
+        state: dict[str, torch.Tensor] = {}
+        for fname in sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())):
+            state.update(load_file(str(path / fname)))
+        return state
     pt = path / "pytorch_model.bin"
     if pt.exists():
         if not allow_pickle:

@@ -2,8 +2,10 @@
 
 A model is named in one of three ways, tried in this order:
 
-1. a local directory (a path that exists, or anything that looks like a path);
-2. the name of an embedded model, a directory under ``textgen/models/embedded/<name>/``;
+1. the name of an embedded model, a directory under ``textgen/models/embedded/<name>/`` (a folder
+   of that name in the current directory does not shadow it: ``./<name>`` names the folder, and a
+   note says so);
+2. a local directory (a path that exists, or anything that looks like a path);
 3. a Hugging Face hub id (``org/name``) already in the local HF cache.
 
 Nothing is ever downloaded: offline use is the normal case (air-gapped deployments), so a hub id
@@ -20,9 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textgen.prompts import CHAT_TASKS
+
 # The model each task uses when neither --model, TEXTGEN_MODEL nor the config file names one.
 # This is the one place to change when a new embedded model ships.
-DEFAULT_MODELS: dict[str, str] = {"title": "mini-zh-title", "continue": "mini-zh"}
+DEFAULT_MODELS: dict[str, str] = {"title": "mini-zh-title", "continue": "mini-zh", "search": "mini-zh"}
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 SOURCES = ("embedded", "local", "hf-cache")
@@ -43,11 +47,12 @@ class ModelInfo:
     tasks: list[str]
     decoding: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, DecodingConfig fields
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, preset task options
+    note: str = ""  # what the user should know about the choice (a same-named folder not used)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path)
-        del d["decoding"], d["options"]
+        del d["decoding"], d["options"], d["note"]
         return d
 
 
@@ -66,22 +71,29 @@ def hf_cache_dir() -> Path:
 def resolve(spec: str) -> ModelInfo:
     """The model ``spec`` names (see the module docstring), or ``ModelNotFound``."""
     path = Path(spec).expanduser()
+    embedded = EMBEDDED_DIR / spec
+    if "/" not in spec and not _looks_like_path(spec) and embedded.is_dir():
+        info = describe(embedded, name=spec, source="embedded")
+        if path.exists():
+            info.note = f"{spec!r} is the embedded model; the folder {spec} here is not used (name it ./{spec})"
+        return info
     if path.exists() or _looks_like_path(spec):
         return _local(spec, path)
-    embedded = EMBEDDED_DIR / spec
-    if "/" not in spec and embedded.is_dir():
-        return describe(embedded, name=spec, source="embedded")
     snapshot = _cached_snapshot(spec)
     if snapshot is not None:
         return describe(snapshot, name=spec, source="hf-cache", size_bytes=_repo_size(snapshot))
     raise ModelNotFound(f"model {spec!r} not found: {_not_found_hint(spec)}; {_available_line()}")
 
 
-def list_models(configured: Iterable[str] = ()) -> list[ModelInfo]:
+def list_models(configured: Iterable[str] = (), dirs: Iterable[str | Path] = ()) -> list[ModelInfo]:
     """Embedded models, models in the HF cache (those with a ``config.json``), then the local
-    directories among ``configured`` (the models the user's settings name), each once."""
+    directories among ``configured`` (the models the user's settings name) and in ``dirs`` (each a
+    model directory or a folder of them), each once."""
     found = [describe(d, name=d.name, source="embedded") for d in _embedded_dirs()] + _cached_models()
-    for spec in configured:
+    specs = list(configured)
+    for folder in dirs:
+        specs += _model_dirs(Path(folder).expanduser())
+    for spec in specs:
         try:
             info = resolve(spec)
         except ModelNotFound:
@@ -96,7 +108,7 @@ def describe(path: Path, *, name: str, source: str, size_bytes: int | None = Non
     ``config.json`` to infer the tasks of a plain HF model."""
     meta = _read_json(path / "textgen.json")
     if not isinstance(meta.get("tasks"), list):
-        meta["tasks"] = _infer_tasks(_read_json(path / "config.json"))
+        meta["tasks"] = _infer_tasks(_read_json(path / "config.json"), path)
     return ModelInfo(
         name=meta.get("name") if source == "embedded" and isinstance(meta.get("name"), str) else name,
         source=source,
@@ -121,11 +133,21 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _local(spec: str, path: Path) -> ModelInfo:
+    if path.is_file():
+        raise ModelNotFound(f"model {spec!r} is a file; a model is a directory (config.json, weights, vocabulary)")
     if not path.is_dir():
         raise ModelNotFound(f"model {spec!r}: no such directory; {_available_line()}")
     if not (path / "config.json").is_file():
         raise ModelNotFound(f"model {spec!r}: {path} is not a model directory (it has no config.json)")
     return describe(path.resolve(), name=spec, source="local")
+
+
+def _model_dirs(folder: Path) -> list[str]:
+    """``folder`` if it is a model directory, else the model directories directly inside it."""
+    if (folder / "config.json").is_file():
+        return [str(folder)]
+    inside = sorted(folder.iterdir()) if folder.is_dir() else []
+    return [str(d) for d in inside if (d / "config.json").is_file()]
 
 
 def _embedded_dirs() -> list[Path]:
@@ -171,14 +193,26 @@ def _repo_size(snapshot: Path) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
-def _infer_tasks(config: dict[str, Any]) -> list[str]:
-    """Tasks of a plain HF model with no textgen.json: encoder-decoders write titles,
-    causal LMs continue text; anything else is not known to serve a task."""
+def _infer_tasks(config: dict[str, Any], path: Path) -> list[str]:
+    """Tasks of a plain HF model with no textgen.json: encoder-decoders write titles, causal LMs
+    with a chat template serve every task (textgen/models/chat.py), other causal LMs continue
+    text and score searches (``textgen search --model``); anything else is not known to serve a task."""
     if config.get("is_encoder_decoder"):
         return ["title"]
     if any(a.endswith(("CausalLM", "LMHeadModel")) for a in config.get("architectures") or []):
-        return ["continue"]
+        return list(CHAT_TASKS) if has_chat_template(path) else ["continue", "search"]
     return []
+
+
+def has_chat_template(path: Path) -> bool:
+    """Whether the directory's tokenizer has a chat template: in ``tokenizer_config.json`` (older
+    saves), or as ``chat_template.jinja`` / ``chat_template.json`` (transformers 4.43+ saves)."""
+    if (path / "chat_template.jinja").is_file():
+        return True
+    for name in ("chat_template.json", "tokenizer_config.json"):
+        if _read_json(path / name).get("chat_template"):
+            return True
+    return False
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from textgen.decoding.config import DecodingConfig
     from textgen.io import Record
+
+
+# ``Task.clip``: a text longer than this many characters per token the model reads is cut before
+# tokenizing. ``Task.max_chars``: no task reads more of a record than this (see ``Task.run``).
+CHARS_PER_TOKEN = 16
+MAX_CHARS = 100_000
 
 
 @dataclass
@@ -26,6 +34,9 @@ class Prepared:
     inputs: list[list[int]]
     processors: list[Any] = field(default_factory=list)  # logits processors with one row per input
     finish: Callable[[int, str], str] = lambda i, text: text  # (input index, decoded text) -> result
+    # Per input, text the output re-spells first and ``finish`` removes (token healing's remainder);
+    # streaming shows nothing until it is spelled.
+    hidden_lead: list[str] = field(default_factory=list)
 
 
 class Task:
@@ -42,6 +53,13 @@ class Task:
     # One line of --help per option, and the allowed values of string options that are choices.
     option_help: ClassVar[dict[str, str]] = {}
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # The most characters of a record the task reads (the beginning; the end for causal tasks): a
+    # 10,000,000-character record costs gigabytes and minutes to tokenize. A task built to read
+    # longer documents may raise it.
+    max_chars: ClassVar[int] = MAX_CHARS
+    # Streaming (``run(..., on_text=)``): the writer of the first record's text as it is generated.
+    _on_text: Callable[[str], None] | None = None
+    model_dir: Path | None = None  # set by load_task: its textgen.json may name source prefixes
 
     def __init__(self, adapter: Any, *, model: str, preset: dict[str, Any] | None = None, **options: Any) -> None:
         """``preset``: the model's own choices for the task options (its textgen.json), which
@@ -83,15 +101,35 @@ class Task:
             raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
         return value
 
+    @property
+    def source_prefix(self) -> dict[str, str]:
+        """The model's source prefixes (textgen.json ``source_prefix``, e.g. ``{"title": "标题："}``:
+        what a multitask model reads before a task's input); none for a model trained without them."""
+        from textgen.models.adapters import textgen_meta
+
+        table = textgen_meta(self.model_dir).get("source_prefix") if self.model_dir else None
+        return {k: v for k, v in table.items() if isinstance(v, str)} if isinstance(table, dict) else {}
+
     # ------------------------------------------------------------------ texts -> adapter inputs
     def prepare(self, texts: list[str]) -> Prepared:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ records
-    def run(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
+    def run(
+        self, records: list[Record], config: DecodingConfig, *, on_text: Callable[[str], None] | None = None
+    ) -> list[dict[str, Any]]:
         """One output record per input record, in order. Bad records and records the model fails
         on become error records; a batch that fails is retried one record at a time so only the
-        culprit fails."""
+        culprit fails. ``on_text`` streams: it gets each new piece of the first record's output as
+        it is generated (tasks that decode in one pass; others ignore it), which the returned
+        record then holds whole."""
+        self._on_text = on_text
+        try:
+            return self._run([self._capped(rec) for rec in records], config)
+        finally:
+            self._on_text = None
+
+    def _run(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
         results: dict[int, dict[str, Any]] = {}
         todo: list[int] = []
         for i, rec in enumerate(records):
@@ -104,8 +142,9 @@ class Task:
         except Exception as exc:  # noqa: BLE001 -- one bad record must not stop a batch
             if len(todo) == 1:
                 results[todo[0]] = self._error(records[todo[0]], f"{type(exc).__name__}: {exc}")
-            else:  # find the culprit(s): one record at a time
-                results.update((i, self.run([records[i]], config)[0]) for i in todo)
+            else:  # find the culprit(s): one record at a time, not streamed again
+                self._on_text = None
+                results.update((i, self._run([records[i]], config)[0]) for i in todo)
         return [results[i] for i in range(len(records))]
 
     def _generate(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
@@ -113,22 +152,77 @@ class Task:
             return []
         from textgen.decoding import generate
 
-        prepared = self.prepare([rec.text or "" for rec in records])
-        hyps = generate(self.adapter, prepared.inputs, config, processors=prepared.processors)
         limit = self.adapter.input_limit(config.max_new_tokens)
+        clipped = [self.clip(rec.text or "", limit) for rec in records]
+        prepared = self.prepare([text for text, _ in clipped])
+        stream = None
+        if self._on_text is not None:
+            from textgen.tasks.streaming import TextStream
+
+            lead = prepared.hidden_lead[0] if prepared.hidden_lead else ""
+            stream = TextStream(self.adapter.decode, self._on_text, lead)
+        hyps = generate(self.adapter, prepared.inputs, config, processors=prepared.processors, on_step=stream)
         return [
             self._output(rec, [prepared.finish(i, self.adapter.decode(h.token_ids)) for h in hs], hs, config,
-                         self._cut_warning(len(prepared.inputs[i]), limit))
+                         self._cut_warning(len(prepared.inputs[i]), limit, clipped[i][1]))
             for i, (rec, hs) in enumerate(zip(records, hyps))
         ]
 
-    def _cut_warning(self, length: int, limit: int | None) -> list[str]:
+    def _capped(self, rec: Record) -> Record:
+        """``rec`` with its text cut to ``max_chars`` characters, and a warning saying so."""
+        if rec.text is None or len(rec.text) <= self.max_chars:
+            return rec
+        from dataclasses import replace
+
+        cut = rec.text[: self.max_chars] if self.kind == "seq2seq" else rec.text[-self.max_chars :]
+        part = "first" if self.kind == "seq2seq" else "last"
+        note = f"the input is {len(rec.text):,} characters long; only its {part} {self.max_chars:,} are used"
+        return replace(rec, text=cut, warnings=[*rec.warnings, note])
+
+    def clip(self, text: str, limit: int | None) -> tuple[str, int | None]:
+        """``text`` cut, before tokenizing, to what a model reading ``limit`` tokens can use (the
+        beginning for seq2seq, the end for causal models), and its length in characters when cut.
+        A token of Chinese text holds a few characters (only long runs of one symbol make longer
+        ones), so at ``CHARS_PER_TOKEN`` characters per token the cut keeps all the model reads;
+        and a 10,000,000-character record is not tokenized whole (gigabytes, half a minute) only
+        to learn that it is too long."""
+        if limit is None or len(text) <= limit * CHARS_PER_TOKEN:
+            return text, None
+        budget = limit * CHARS_PER_TOKEN
+        return (text[:budget] if self.kind == "seq2seq" else text[-budget:]), len(text)
+
+    def _cut_warning(self, length: int, limit: int | None, chars: int | None = None) -> list[str]:
         """Say so when the model could not read the whole input (silent truncation is the most
-        common surprise with long documents)."""
+        common surprise with long documents). ``chars``: the text's length when ``clip`` cut it."""
+        part = "first" if self.kind == "seq2seq" else "last"
         if limit is None or length <= limit:
             return []
-        part = "first" if self.kind == "seq2seq" else "last"
-        return [f"the input is {length} tokens long; the model reads only its {part} {limit}"]
+        size = f"{chars:,} characters" if chars else f"{length} tokens"
+        return [f"the input is {size} long; the model reads only its {part} {limit} tokens"]
+
+    # ------------------------------------------------------------------ settings the model cannot serve
+    def check_length(self, config: DecodingConfig) -> None:
+        """``ValueError`` when ``max_new_tokens`` leaves the model no room for any input: every
+        record would fail, so the command line refuses the run before it starts."""
+        self.adapter.input_limit(config.max_new_tokens)
+
+    def fit_length(self, config: DecodingConfig) -> DecodingConfig | None:
+        """``config`` with the longest ``max_new_tokens`` (at most its own) that leaves the input
+        at least as much room as the output; None when even one token leaves none."""
+        low, high, best = 1, config.max_new_tokens, None
+        while low <= high:
+            mid = (low + high) // 2
+            try:
+                room = self.adapter.input_limit(mid)
+            except ValueError:
+                room = 0
+            if room is None or room >= mid:
+                best, low = mid, mid + 1
+            else:
+                high = mid - 1
+        if best is None:
+            return None
+        return config.replace(max_new_tokens=best, min_new_tokens=min(config.min_new_tokens, best))
 
     def _output(
         self, rec: Record, texts: list[str], hyps: list[Any], config: DecodingConfig, warnings: list[str]

@@ -33,10 +33,11 @@ class ContinuationTask(Task):
 
     @cached_property
     def _vocab(self) -> Any:
-        """The healing prefix index; building it walks the vocabulary, so once per task."""
+        """The healing prefix index; building it walks the vocabulary, so once per task (a chat
+        adapter keeps its own, shared by the tasks on it)."""
         from textgen.decoding.healing import Vocabulary
 
-        return Vocabulary(self.adapter.token_texts())
+        return getattr(self.adapter, "vocabulary", None) or Vocabulary(self.adapter.token_texts())
 
     def prepare(self, texts: list[str]) -> Prepared:
         from textgen.decoding.healing import heal
@@ -44,5 +45,8 @@ class ContinuationTask(Task):
         enabled = self.settings["heal"]
         healed, constraint = heal(self.adapter, texts, enabled=enabled, vocab=self._vocab if enabled else None)
         return Prepared(
-            [h.context_ids for h in healed], [constraint] if constraint else [], lambda i, text: healed[i].strip(text)
+            [h.context_ids for h in healed],
+            [constraint] if constraint else [],
+            lambda i, text: healed[i].strip(text),
+            hidden_lead=[h.remainder for h in healed],
         )

@@ -1,10 +1,25 @@
-"""Title generation: an article in, a headline out (seq2seq adapters: UniLM backbone, T5, BART...)."""
+"""Title generation: an article in, a headline out (seq2seq adapters: UniLM backbone, T5, BART...).
+
+The ``copy`` option picks the copy mechanism (``textgen.decoding.copy``, docs/decoding.md "Copy"):
+``off``, ``text`` (the title is made of pieces of the article's text; every number in it is a whole
+number of the article), ``span`` (one contiguous piece of the article) or ``head`` (the model's
+SPACES copy head decides when to copy; numbers stay whole). A model presets it in its textgen.json
+(``"options": {"title": {"copy": "text"}}``); the boolean of earlier models still reads (``true``
+is ``text``, ``false`` is ``off``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textgen.tasks.base import Prepared, Task
+
+if TYPE_CHECKING:
+    from textgen.decoding.config import DecodingConfig
+    from textgen.io import Record
+
+# The modes of textgen.decoding.copy.MODES (kept here so --help needs no torch; a test checks they agree).
+COPY_MODES = ("off", "text", "span", "head")
 
 
 class TitleTask(Task):
@@ -13,17 +28,40 @@ class TitleTask(Task):
     summary = "Write a headline for each article."
     # Beam search finds the likeliest short headline; no-repeat 3 stops the loops small models fall into.
     defaults: ClassVar[dict[str, Any]] = {"num_beams": 4, "no_repeat_ngram_size": 3, "max_new_tokens": 32}
-    # copy: the title may only use tokens of the article (the "copy prior" of algorithms.md 1b, made
-    # hard). Headlines mostly reuse the article's words, so a weak model gains a lot from it.
-    options: ClassVar[dict[str, Any]] = {"copy": False}
-    option_help: ClassVar[dict[str, str]] = {"copy": "Build the title only from tokens of the article (a hard copy constraint)."}
+    # Headlines mostly reuse the article's words (the "copy prior" of algorithms.md 1b); copying
+    # also keeps a weak model from inventing numbers.
+    options: ClassVar[dict[str, Any]] = {"copy": "off"}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"copy": COPY_MODES}
+    option_help: ClassVar[dict[str, str]] = {
+        "copy": "How the title copies from the article: off (free); text (made of pieces of the article's "
+        "text, every number a whole number of the article: no invented or mixed-up figures); span (one "
+        "contiguous piece of the article); head (the model's copy head decides when to copy, numbers kept "
+        "whole; needs a model trained with a copy head). E.g. --copy span.",
+    }
+    _max_new_tokens: int | None = None  # of the run in progress: the copy rules end numbers before the cap
+
+    @classmethod
+    def check_option(cls, name: str, value: Any) -> Any:
+        if name == "copy" and isinstance(value, bool):  # textgen.json of earlier models: "copy": true
+            value = "text" if value else "off"
+        return super().check_option(name, value)
+
+    def _generate(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
+        self._max_new_tokens = config.max_new_tokens
+        # An article longer than the model reads is first cut down to its key clauses (the
+        # summarize extractor); the output record says so.
+        from textgen.summarize.pipeline import shorten_long_articles
+
+        return shorten_long_articles(self, records, config, super()._generate)
 
     def prepare(self, texts: list[str]) -> Prepared:
-        inputs = [self.adapter.encode(t) for t in texts]
-        if not self.settings["copy"]:
+        # source_ids: the article's own tokens (a chat model's encode wraps it in a prompt)
+        sources = [self.adapter.source_ids(t) for t in texts]
+        prefix = self.source_prefix.get("title", "")
+        inputs = [self.adapter.encode(prefix + t) for t in texts]
+        mode = self.settings["copy"]
+        if mode == "off":
             return Prepared(inputs)
-        from textgen.decoding.processors import AllowedTokens
+        from textgen.decoding.copy import copy_processors
 
-        ends = set(self.adapter.eos_token_ids)
-        allowed = [(set(ids) | ends) - {self.adapter.pad_token_id} for ids in inputs]
-        return Prepared(inputs, [AllowedTokens(allowed, self.adapter.vocab_size)])
+        return Prepared(inputs, copy_processors(self.adapter, sources, mode, max_new_tokens=self._max_new_tokens))

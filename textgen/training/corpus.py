@@ -18,7 +18,8 @@ that pretraining, title fine-tuning and evaluation cannot drift apart:
   judgements all train;
 * reading comprehension passages (CMRC2018, DRCD converted to simplified Chinese, CAIL2019 dev and
   test): passage ``k`` of each file (in file order) is ``qa-dev`` when ``k % 10 == 0``, ``qa-test``
-  when ``k % 10 == 1``, training otherwise.
+  when ``k % 10 == 1``, training otherwise; a held-out passage that also occurs in training (or, for
+  test, in dev) is dropped from the held-out split.
 
 Pretraining text = CSL training abstracts and titles, discipline-classification titles (minus the
 held-out titles), general web text (CLUECorpusSmall sample), reviews (ChnSentiCorp), the training
@@ -217,6 +218,12 @@ def _qa(shared: Path) -> dict[str, list[QA]]:
                         continue
                     start = found
                 out[_split_of(k, 10)].append(QA(passage, convert(qa["question"]).strip(), answer, start))
+    # The same passage can sit at several places (and in two files): held-out splits drop any
+    # passage that a split before them already holds.
+    seen = {t.passage for t in out["train"]}
+    for split in ("dev", "test"):
+        out[split] = [t for t in out[split] if t.passage not in seen]
+        seen |= {t.passage for t in out[split]}
     return out
 
 

@@ -45,15 +45,35 @@ def text_windows(tok: ChineseTokenizer, texts: Iterable[str], window: int) -> tu
     return windows, ends
 
 
-def packed_windows(tok: ChineseTokenizer, texts: Iterable[str], window: int) -> list[list[int]]:
+_WORKER_TOKENIZER: ChineseTokenizer | None = None
+
+
+def _encode_in_worker(text: str) -> list[int]:
+    return _WORKER_TOKENIZER.encode(text)  # type: ignore[union-attr]
+
+
+def encode_all(tok: ChineseTokenizer, texts: Sequence[str], workers: int = 1) -> Iterable[list[int]]:
+    """``tok.encode`` over ``texts`` in order; with ``workers`` > 1 in forked processes (jieba is
+    pure Python, so tokenizing a large corpus is CPU-bound)."""
+    if workers <= 1:
+        return map(tok.encode, texts)
+    import multiprocessing as mp
+
+    global _WORKER_TOKENIZER
+    _WORKER_TOKENIZER = tok
+    with mp.get_context("fork").Pool(workers) as pool:
+        return pool.map(_encode_in_worker, texts, chunksize=64)
+
+
+def packed_windows(tok: ChineseTokenizer, texts: Sequence[str], window: int, *, workers: int = 1) -> list[list[int]]:
     """Documents joined into one stream (each closed by ``[SEP]``) and cut into windows of exactly
     ``window`` tokens: no step pays for padding, and the model still learns where a text ends
     (``causal_batch(..., ends=[False] * n)`` adds no further ``[SEP]``)."""
     from array import array
 
     stream = array("i")
-    for text in texts:
-        stream.extend(tok.encode(text))
+    for ids in encode_all(tok, texts, workers):
+        stream.extend(ids)
         stream.append(tok.sep_id)
     return [stream[i : i + window] for i in range(0, len(stream) - window + 1, window)]
 

@@ -122,25 +122,31 @@ def _qa_items(tok: ChineseTokenizer, triples: list[corpus.QA]) -> list[tuple]:
     return items
 
 
-def build_data(run: Path, tok: ChineseTokenizer, window: int = 256) -> tuple[TokenData, TokenData]:
-    """Training and dev data, cached in ``run/multitask-data.pkl`` (a resumed run reuses it)."""
+def build_data(
+    run: Path, tok: ChineseTokenizer, window: int = 256, *, limit: int | None = None, workers: int = 1
+) -> tuple[TokenData, TokenData]:
+    """Training and dev data, cached in ``run/multitask-data.pkl`` (a resumed run reuses it).
+    ``limit`` keeps the first N items of every source (smoke runs); ``workers`` tokenizes the
+    pretraining text in that many processes."""
     cache = run / "multitask-data.pkl"
     if cache.exists():
         return pickle.loads(cache.read_bytes())
     t = time.time()
-    windows = packed_windows(tok, corpus.pretrain_texts(), window)
-    title = [p for split in ("csl-train", "inews-train", "cctv-train") for p in corpus.title_pairs(split)]
+    cut = slice(None, limit)
+    windows = packed_windows(tok, corpus.pretrain_texts()[cut], window, workers=workers)
+    title = [p for split in ("csl-train", "inews-train", "cctv-train") for p in corpus.title_pairs(split)[cut]]
     train = TokenData(windows, [False] * len(windows), pools={
         "title": _title_items(tok, title),
-        "summary": _summary_items(tok, corpus.summary_pairs("legal-train"), noisy=True),
-        "qa": _qa_items(tok, corpus.qa_triples("qa-train")),
+        "summary": _summary_items(tok, corpus.summary_pairs("legal-train")[cut], noisy=True),
+        "qa": _qa_items(tok, corpus.qa_triples("qa-train")[cut]),
     })
-    dev_title = corpus.title_pairs("csl-dev") + corpus.title_pairs("cctv-dev")[:200] + corpus.title_pairs("inews-dev")[:200]
-    dev_windows = packed_windows(tok, [p.source for p in corpus.title_pairs("csl-dev")], window)
+    dev_cut = slice(None, min(limit or 200, 200))
+    dev_title = corpus.title_pairs("csl-dev")[cut] + corpus.title_pairs("cctv-dev")[dev_cut] + corpus.title_pairs("inews-dev")[dev_cut]
+    dev_windows = packed_windows(tok, [p.source for p in corpus.title_pairs("csl-dev")[cut]], window)
     dev = TokenData(dev_windows, [False] * len(dev_windows), pools={
         "title": _title_items(tok, dev_title),
-        "summary": _summary_items(tok, corpus.summary_pairs("legal-dev"), noisy=False),
-        "qa": _qa_items(tok, corpus.qa_triples("qa-dev")[:300]),
+        "summary": _summary_items(tok, corpus.summary_pairs("legal-dev")[cut], noisy=False),
+        "qa": _qa_items(tok, corpus.qa_triples("qa-dev")[: min(limit or 300, 300)]),
     })
     run.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(pickle.dumps((train, dev)))

@@ -64,6 +64,17 @@ def load_base(path: str | os.PathLike, *, allow_pickle: bool = False) -> tuple[B
     return BertBackbone.load(path, allow_pickle=allow_pickle), ChineseTokenizer.from_dir(path), read_meta(path)
 
 
+def fitting_lengths(context: int) -> dict:
+    """``textgen.json`` decoding defaults for a model trained on ``context`` positions: a task whose
+    built-in ``max_new_tokens`` would leave the input less than half of them generates less, so
+    that a model pretrained on short windows continues text instead of failing every record."""
+    from textgen.tasks import TASKS
+
+    decoding = {name: {"max_new_tokens": max(1, context // 2 - 1)} for name, cls in TASKS.items()
+                if cls.defaults.get("max_new_tokens", 32) > context // 2}
+    return {"decoding": decoding} if decoding else {}
+
+
 def loss_evaluator(
     dev: TokenData, tok: ChineseTokenizer, kinds: Sequence[str], sparse_k: int = 0
 ) -> Callable[[BertBackbone], dict[str, float]]:
@@ -125,7 +136,7 @@ def pretrain(
             intermediate_size=4 * hidden, max_position_embeddings=512,
         ))
         # Positions past [CLS] window [SEP] never train; adapters and `eval lm` stay within them.
-        base_meta = {"max_context_tokens": window + 2}
+        base_meta = {"max_context_tokens": window + 2, **fitting_lengths(window + 2)}
     windows, ends = text_windows(tok, texts, window)
     if not windows:
         raise ValueError("the training text is empty after tokenisation")

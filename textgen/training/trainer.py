@@ -212,7 +212,12 @@ class Trainer:
         state_path = self.out / "last" / STATE_FILE
         if not (self.cfg.resume and state_path.exists()):
             return
-        self.backbone.load_state_dict(type(self.backbone).load(self.out / "last").state_dict())
+        saved = type(self.backbone).load(self.out / "last")
+        changed = _shape_changes(saved, self.backbone)
+        if changed:
+            raise ValueError(f"{self.out / 'last'} holds a model with {changed}: resume with the settings it was "
+                             "started with, or start over in another --out (or with --no-resume)")
+        self.backbone.load_state_dict(saved.state_dict())
         state = torch.load(state_path, map_location=self.device, weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema and state.get("ema"):
@@ -278,7 +283,8 @@ class Trainer:
         self._try_resume()
         self.backbone.train()
         t0, tokens, loss_sum, n_loss = time.time(), 0, 0.0, 0
-        last_loss = float("nan")
+        first_step = self.step
+        last_loss = self._logged_loss()  # a finished run resumed trains nothing: report its last loss
         with self._progress() as progress:
             task = progress.add_task("train", total=cfg.steps, completed=self.step, info="") if progress else None
             while self.step < cfg.steps:
@@ -327,7 +333,31 @@ class Trainer:
                 self.save_model(self.backbone, self.out / "ema")
         if cfg.plot and self.dist.main:
             plot_log(self.out / "log.jsonl", self.out / "loss.png")
-        return {"step": self.step, "last_loss": last_loss, "best": self.best}
+        return {"step": self.step, "last_loss": last_loss, "best": self.best, "steps_run": self.step - first_step}
+
+    def _logged_loss(self) -> float:
+        """The last training loss in ``log.jsonl`` (nan when there is none)."""
+        log = self.out / "log.jsonl"
+        loss = float("nan")
+        if self.dist.main and log.exists():
+            for line in log.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError):
+                    loss = float(json.loads(line).get("loss", loss))
+        return loss
+
+
+def _shape_changes(saved: nn.Module, model: nn.Module) -> str:
+    """How the saved model differs in shape from ``model`` (e.g. ``hidden_size 256, not 128``, from
+    their configurations); empty when every weight fits. A changed shape cannot take the saved
+    weights (``--hidden`` changed on an existing run)."""
+    old, new = saved.state_dict(), model.state_dict()
+    misfits = sorted(set(old) ^ set(new)) + [k for k in old if k in new and old[k].shape != new[k].shape]
+    if not misfits:
+        return ""
+    was, now = (getattr(getattr(m, "config", None), "__dict__", {}) for m in (saved, model))
+    diffs = [f"{k} {v}, not {now[k]}" for k, v in was.items()
+             if isinstance(v, (int, bool)) and k in now and now[k] != v]
+    return "; ".join(diffs) or f"weights of another shape ({misfits[0]})"
 
 
 def plot_log(log_path: Path, png_path: Path) -> None:

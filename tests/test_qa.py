@@ -1,0 +1,222 @@
+"""textgen qa's algorithm (textgen.qa) and task, on a tiny random UniLM model.
+
+The random model writes gibberish, so these tests check what must hold for any model: answers
+are spans of the passage at their offsets, no duplicates, question marks, windows that cover long
+passages, the decoding after a target prefix and the round-trip score computed exactly, errors
+for bad records while the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import SENTENCES, save_tiny_model
+
+from textgen.io import Record, format_text
+from textgen.models.adapters import load_adapter
+from textgen.models.backbone import BertBackbone
+from textgen.qa.check import answer_log_prob
+from textgen.qa.pairs import QAPair, as_question, is_duplicate
+from textgen.qa.prefill import TargetPrefix
+from textgen.qa.rule import rule_question
+from textgen.qa.script import simplify
+from textgen.qa.spans import locate
+from textgen.qa.windows import answer_window, tiles
+from textgen.tasks import TASKS, build_config, load_task
+from textgen.tokenizer import ChineseTokenizer, build_vocab
+
+PASSAGE = "".join(SENTENCES)  # under 200 characters: one window
+LONG = PASSAGE * 3  # several windows
+
+
+@pytest.fixture(scope="module")
+def qa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model serving qa whose [SEP] is likely enough that answers and questions end, with
+    weights large enough that its outputs depend on the input (else every question is the same)."""
+    path = save_tiny_model(tmp_path_factory.mktemp("qa") / "tiny-qa", tasks=["title", "qa"], name="tiny-qa")
+    model = BertBackbone.load(path)
+    sep = ChineseTokenizer.from_dir(path).sep_id
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3, generator=generator)
+        model.head_bias[sep] = 6.0
+    model.save(path)
+    return path
+
+
+def config(**overrides):
+    return build_config(TASKS["qa"].defaults, {"seed": 0, "min_new_tokens": 2, **overrides})
+
+
+# ---------------------------------------------------------------------- windows, spans, pairs
+def test_tiles_cover_a_long_passage_with_overlapping_training_windows():
+    text = "".join(chr(0x4E00 + i % 500) for i in range(1234))
+    ws = tiles(text, size=200, overlap=50)
+    assert all(w.text == text[w.offset : w.offset + len(w.text)] and len(w.text) == 200 for w in ws)
+    assert ws[0].offset == 0 and ws[-1].offset + 200 == len(text)
+    assert all(b.offset - a.offset <= 150 for a, b in zip(ws, ws[1:]))  # neighbours share >= 50 characters
+    assert tiles("短文本", size=200) == [answer_window("短文本", 0, 0)]
+    w = answer_window(text, 700, 5)
+    assert w.offset <= 700 and 705 <= w.offset + len(w.text) and abs((700 - w.offset) - (w.offset + 200 - 705)) <= 1
+
+
+def test_locate_maps_the_tokens_spelling_back_to_the_users_characters():
+    tok = ChineseTokenizer(build_vocab(["馆内藏书超过一百万册", "New York 与 “北京”"], min_char_count=1, min_word_count=1), mode="char")
+    adapter = SimpleNamespace(tokenizer=tok)
+    window = "他说：New York 的“北京”馆内藏书超过一百万册。"
+    ids = lambda text: tok.encode(text)  # noqa: E731
+    lo, hi = locate(adapter, window, ids("new york"))  # lowercased, the space not spelled
+    assert window[lo:hi] == "New York"
+    lo, hi = locate(adapter, window, ids("“北京”"))
+    assert window[lo:hi] == "“北京”"
+    lo, hi = locate(adapter, window, ids("一百万册。"))  # the full stop is not part of an answer
+    assert window[lo:hi] == "一百万册"
+    assert locate(adapter, window, ids("上海")) is None and locate(adapter, window, ids("。")) is None
+
+
+def test_duplicates_are_same_answers_overlapping_spans_or_near_identical_questions():
+    a = QAPair("大熊猫主要生活在哪里？", "四川", 10, -1.0)
+    assert is_duplicate(QAPair("别的问题吗？", "四 川。", 40, -2.0), [a])  # same answer text
+    assert is_duplicate(QAPair("哪三个省？", "四川、陕", 10, -2.0), [a])  # half of the shorter answer overlaps
+    assert is_duplicate(QAPair("大熊猫主要生活在哪儿？", "山区", 30, -2.0), [a])  # near-identical question
+    assert not is_duplicate(QAPair("大熊猫每天吃多少竹子？", "十几公斤", 50, -2.0), [a])
+    assert as_question("，大熊猫吃什么。") == "大熊猫吃什么？" and as_question("Why?") == "Why?"
+    assert as_question("，。") == "" and as_question("？") == ""  # nothing asked
+
+
+def test_rule_baseline_replaces_the_answer_in_its_sentence():
+    passage = "乔戈里峰很高。世界第二高山峰是乔戈里峰，海拔8611米。它在喀喇昆仑山脉。"
+    start = passage.index("乔戈里峰，")
+    assert rule_question(passage, "乔戈里峰", start) == "世界第二高山峰是什么，海拔8611米？"
+    assert rule_question(passage, "乔戈里峰", 0) == "什么很高？"
+
+
+def test_traditional_passages_keep_their_offsets():
+    script = simplify("臺灣的電腦螢幕很大。")
+    assert script.traditional and script.text == "台湾的电脑萤幕很大。" and len(script.text) == len(script.original)
+    assert script.question("这是什么问题？") == "這是什麼問題？"
+    assert not simplify(PASSAGE).traditional
+
+
+# ---------------------------------------------------------------------- decoding pieces
+def test_target_prefix_continues_exactly_as_a_full_forward_pass(qa_model):
+    adapter = load_adapter(qa_model, "seq2seq")
+    tok, model = adapter.tokenizer, adapter.model
+    sources = [tok.encode(SENTENCES[0]), tok.encode(SENTENCES[3])]
+    prefixes = [[*tok.encode("市图书馆"), tok.sep_id], [*tok.encode("春天到了，公园"), tok.sep_id]]  # different lengths
+    wrapped = TargetPrefix(adapter, prefixes)
+    with torch.inference_mode():
+        logits, state = wrapped.start(sources, 4)
+        nxt = torch.tensor([tok.encode("学生")[0]] * 2)
+        logits2, _ = wrapped.step(state, nxt)
+        for row, (src, prefix) in enumerate(zip(sources, prefixes)):
+            for extra, got in (([], logits), ([int(nxt[row])], logits2)):
+                ids = [tok.cls_id, *src, tok.sep_id, *prefix, *extra]
+                types = [0] * (len(src) + 2) + [1] * (len(prefix) + len(extra))
+                full = model(torch.tensor([ids]), mode="unilm", token_type_ids=torch.tensor([types]))[0, -1]
+                assert torch.allclose(got[row], full, atol=1e-4)
+
+
+def test_round_trip_score_is_the_readers_mean_answer_log_prob(qa_model):
+    adapter = load_adapter(qa_model, "seq2seq")
+    tok, model = adapter.tokenizer, adapter.model
+    rows = [(SENTENCES[0], "新馆开放", "市图书馆"), (SENTENCES[4], "法院", "违约")]
+    sources, questions, answers = ([tok.encode(r[k]) for r in rows] for k in range(3))
+    scores = answer_log_prob(adapter, sources, questions, answers)
+    for (src, q, a), score in zip(zip(sources, questions, answers), scores):
+        ids = [tok.cls_id, *src, tok.sep_id, *q, tok.sep_id, *a, tok.sep_id]
+        types = [0] * (len(src) + 2) + [1] * (len(q) + len(a) + 2)
+        with torch.no_grad():
+            logp = model(torch.tensor([ids]), mode="unilm", token_type_ids=torch.tensor([types]))[0].log_softmax(-1)
+        scored = range(len(ids) - len(a) - 1, len(ids))
+        assert score == pytest.approx(sum(float(logp[p - 1, ids[p]]) for p in scored) / len(scored), abs=1e-4)
+
+
+# ---------------------------------------------------------------------- the task
+def test_free_generation_gives_span_answers_distinct_pairs_and_question_marks(qa_model):
+    task = load_task("qa", qa_model, model="tiny-qa")
+    short, long = task.run([Record("s", PASSAGE), Record("l", LONG)], config(num_return_sequences=4))
+    for rec, out in ((PASSAGE, short), (LONG, long)):
+        pairs = [QAPair(**p) for p in out["pairs"]]
+        assert 1 <= len(pairs) <= 4
+        assert len(pairs) == 4 or f"{len(pairs)} of 4 pairs" in " ".join(out["warnings"])
+        for k, p in enumerate(pairs):
+            assert rec[p.start : p.start + len(p.answer)] == p.answer  # a span, at its offset
+            assert p.question.endswith("？") and len(p.question) > 1
+            assert not is_duplicate(p, pairs[:k])
+        assert [p.score for p in pairs] == sorted((p.score for p in pairs), reverse=True)
+    assert len(tiles(LONG)) > 1
+    assert max(p["start"] for p in long["pairs"]) - min(p["start"] for p in long["pairs"]) > 200  # from several parts
+
+
+def test_answer_aware_records_and_bad_ones_in_one_batch(qa_model):
+    task = load_task("qa", qa_model, model="tiny-qa")
+    twice = SENTENCES[0] + SENTENCES[5] + SENTENCES[0]
+    records = [
+        Record(1, PASSAGE, fields={"answer": "市图书馆"}),
+        Record(2, twice, fields={"answer": "市图书馆", "answer_start": len(SENTENCES[0] + SENTENCES[5]) + 5}),
+        Record(3, PASSAGE, fields={"answer": ["地铁线路", "化学实验"]}),
+        Record(4, PASSAGE, fields={"answer": "不在文中"}),
+        Record(5, PASSAGE, fields={"answer": "  "}),
+        Record(6, "你好。"),
+        Record(7, PASSAGE, fields={"answer": 7}),
+        Record(8, PASSAGE, fields={"answer": []}),
+    ]
+    out = task.run(records, config())
+    assert out[0]["pairs"][0]["answer"] == "市图书馆" and out[0]["pairs"][0]["start"] == PASSAGE.index("市图书馆")
+    assert out[1]["pairs"][0]["start"] == len(SENTENCES[0] + SENTENCES[5]) + 5 and "warnings" not in out[1]
+    assert [p["answer"] for p in out[2]["pairs"]] == ["地铁线路", "化学实验"]
+    assert all(p["question"].endswith("？") for o in out[:3] for p in o["pairs"])
+    assert "is not in the passage" in out[3]["error"] and "empty" in out[4]["error"]
+    assert "too short" in out[5]["error"] and "string or a list of strings" in out[6]["error"]
+    assert "empty list" in out[7]["error"]
+    assert all(o["pairs"] == [] and "outputs" not in o for o in out[3:])
+    # --answer asks every record about the same answer; a repeated answer is asked at its first place, said so
+    task.configure(answer="市图书馆")
+    (only,) = task.run([Record(9, twice)], config())
+    assert only["pairs"][0]["start"] == 5 and "occurs 2 times" in only["warnings"][0]
+
+
+def test_traditional_passage_gets_answers_from_its_own_characters(qa_model):
+    task = load_task("qa", qa_model, model="tiny-qa", answer="圖書館")
+    passage = "今天上午，市圖書館新館正式向讀者開放。" + PASSAGE
+    (out,) = task.run([Record(1, passage)], config())
+    pair = out["pairs"][0]
+    assert pair["answer"] == "圖書館" and passage[pair["start"] : pair["start"] + 3] == "圖書館"
+
+
+def test_source_prefixes_come_from_the_models_textgen_json(qa_model, tmp_path):
+    import shutil
+
+    model = tmp_path / "prefixed"
+    shutil.copytree(qa_model, model)
+    meta = json.loads((model / "textgen.json").read_text(encoding="utf-8"))
+    meta["source_prefix"] = {"qa": "问答：", "qa_check": "阅读：", "title": 3}
+    (model / "textgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    assert load_task("qa", model, model="m").source_prefix == {"qa": "问答：", "qa_check": "阅读："}
+    assert load_task("qa", qa_model, model="m").source_prefix == {}
+
+
+def test_text_output_is_one_question_answer_block_per_pair():
+    out = {"id": 1, "pairs": [{"question": "甲？", "answer": "乙", "start": 0, "score": -1.0},
+                              {"question": "丙？", "answer": "丁", "start": 3, "score": -2.0}]}
+    assert format_text(out) == "问：甲？\n答：乙\n问：丙？\n答：丁\n\n"
+    assert format_text({"id": 2, "pairs": [], "error": "x"}) == "\n"
+
+
+def test_question_beams_must_be_positive():
+    with pytest.raises(ValueError, match="question_beams must be at least 1"):
+        TASKS["qa"].check_option("question_beams", 0)
+
+
+def test_a_model_that_cannot_write_answer_sep_question_is_refused_at_load():
+    from textgen.tasks.qa import QATask
+
+    with pytest.raises(ValueError, match="qa needs a UniLM model in textgen's BERT format.*gpt is a SimpleNamespace"):
+        QATask(SimpleNamespace(name="gpt"), model="gpt")  # e.g. a Hugging Face model's adapter

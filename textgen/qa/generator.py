@@ -1,0 +1,197 @@
+"""Two-stage question-answer generation (algorithms.md 3) with span answers, dedup and a round trip.
+
+For each passage:
+
+1. **Answers.** The passage is covered by windows (``windows.tiles``); from each window the model
+   samples answers (top-p 0.95 by default) until the first ``[SEP]`` of its ``answer [SEP]
+   question`` target, under the span constraint (``spans``): every answer is one contiguous piece
+   of its window by construction. Candidates that are the same text are merged.
+2. **Questions.** Each answer is re-read in the training window centred on it
+   (``windows.answer_window``) and its question decoded after the target prefix ``answer [SEP]``
+   (``prefill.TargetPrefix``), greedily or with beams. Answer-aware generation starts here.
+3. **Round trip** (``check``): the reader scores how strongly passage + question point back to the
+   answer; pairs are ranked by it (without the check, by the question's own log-probability).
+4. **Dedup and choice.** Duplicates (``pairs.is_duplicate``) go, then the best pair of each window is
+   taken in turn, so that a long passage gets pairs from every part, until ``n``.
+
+Everything runs batched over all the passages given at once: one decode for all answers (one per
+distinct number of samples per window), one for all questions, one forward pass for all checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from textgen.decoding import DecodingConfig, generate
+from textgen.models.adapters import BackboneSeq2Seq
+from textgen.qa import spans
+from textgen.qa.check import answer_log_prob
+from textgen.qa.pairs import QAPair, as_question, core_text, is_duplicate
+from textgen.qa.prefill import TargetPrefix
+from textgen.qa.script import Script
+from textgen.qa.windows import Window, answer_window, tiles
+
+ANSWER_TOKENS = 24  # the answer length the model learned (training cut answers at 24 tokens)
+CANDIDATES_PER_PAIR = 3  # answers sampled per pair asked for, before dedup
+MAX_WINDOWS_PER_PAIR = 2  # a very long passage is sampled in at most 2n windows, evenly spread
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One question to ask: the answer ``script.text[start : start + length]``."""
+
+    script: Script
+    start: int
+    length: int
+
+
+@dataclass
+class Asked:
+    question: str  # in the passage's own script, ending in a question mark; empty: the model asked nothing
+    score: float  # the round trip's (or the question's) mean log-probability per token
+    finished: bool  # False when the question was cut at max_new_tokens
+
+
+@dataclass
+class Generated:
+    """The pairs of one passage, best first, and what the user should know about them."""
+
+    pairs: list[QAPair]
+    warnings: list[str] = field(default_factory=list)
+
+
+def question_config(config: DecodingConfig, beams: int) -> DecodingConfig:
+    """How questions are decoded: ``beams`` (1 = greedy) with the user's length and repetition rules."""
+    return DecodingConfig(
+        num_beams=beams,
+        max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.min_new_tokens,
+        no_repeat_ngram_size=config.no_repeat_ngram_size,
+        repetition_penalty=config.repetition_penalty,
+        length_penalty=config.length_penalty,
+        banned_token_ids=config.banned_token_ids,
+    )
+
+
+def answer_config(config: DecodingConfig, per_window: int) -> DecodingConfig:
+    """How answers are found: the user's sampling (or beam) settings, ``per_window`` candidates
+    per window (beam search returns its beams), 1 to ``ANSWER_TOKENS`` tokens (the span constraint
+    would allow an empty answer; the answer span is the whole rule, so no repetition rules)."""
+    if config.strategy == "beam":
+        per_window = config.num_beams
+    elif config.strategy == "greedy":
+        per_window = 1
+    return config.replace(
+        num_return_sequences=per_window, max_new_tokens=ANSWER_TOKENS, min_new_tokens=1,
+        no_repeat_ngram_size=0, repetition_penalty=1.0,
+    )
+
+
+class QAGenerator:
+    """Question-answer pairs from a UniLM backbone trained on ``问答：`` (answer [SEP] question)
+    and, for the round trip, ``阅读：`` (question [SEP] answer). ``qa_prefix`` and ``check_prefix``
+    are the model's source prefixes (its textgen.json ``source_prefix``; empty for a model
+    trained without them)."""
+
+    def __init__(self, adapter: BackboneSeq2Seq, *, qa_prefix: str = "", check_prefix: str = "") -> None:
+        self.adapter = adapter
+        self.qa_prefix = qa_prefix
+        self.check_prefix = check_prefix
+
+    # ------------------------------------------------------------------ stage 2 (+3): questions
+    def ask(self, asks: Sequence[Ask], config: DecodingConfig, *, beams: int = 1, check: bool = True) -> list[Asked]:
+        """The question for each answer; scored by the round trip when ``check``."""
+        if not asks:
+            return []
+        tok, sep = self.adapter.tokenizer, self.adapter.tokenizer.sep_id
+        windows = [answer_window(a.script.text, a.start, a.length) for a in asks]
+        answers = [tok.encode(a.script.text[a.start : a.start + a.length])[:ANSWER_TOKENS] for a in asks]
+        sources = [self.adapter.encode(self.qa_prefix + w.text) for w in windows]
+        qconfig = question_config(config, beams)
+        hyps = generate(TargetPrefix(self.adapter, [[*a, sep] for a in answers]), sources, qconfig)
+        best = [hs[0] for hs in hyps]
+        texts = [self.adapter.decode(h.token_ids) for h in best]
+        if check:
+            readers = [self.adapter.encode(self.check_prefix + w.text) for w in windows]
+            scores = answer_log_prob(self.adapter, readers, [h.token_ids for h in best], answers)
+        else:  # greedy: sum of log-probs; beam: already per token (length_penalty 1)
+            scores = [h.score / (len(h.token_ids) + 1) if beams == 1 else h.score for h in best]
+        return [Asked(a.script.question(as_question(t)), s, h.finished) for a, t, s, h in zip(asks, texts, scores, best)]
+
+    # ------------------------------------------------------------------ the whole pipeline
+    def pairs(self, scripts: Sequence[Script], config: DecodingConfig, n: int, *, beams: int = 1,
+              check: bool = True) -> list[Generated]:
+        """Up to ``n`` pairs per passage (fewer when it holds fewer distinct answers)."""
+        plans = [self._windows(s, n) for s in scripts]
+        flat = [(i, k, w) for i, (ws, _) in enumerate(plans) for k, w in enumerate(ws)]
+        # Each passage samples about CANDIDATES_PER_PAIR * n answers over its windows.
+        per_window = [max(1, math.ceil(CANDIDATES_PER_PAIR * n / len(plans[i][0]))) for i, _, _ in flat]
+        found = self._answers([w for _, _, w in flat], per_window, config)
+        candidates: list[tuple[int, int, int, int]] = []  # (passage, window, start, length), distinct texts
+        seen: set[tuple[int, str]] = set()
+        for (i, k, w), window_spans in zip(flat, found):
+            for lo, hi in window_spans:
+                key = (i, core_text(w.text[lo:hi]))
+                if key[1] and key not in seen:  # an answer of only punctuation asks for nothing
+                    seen.add(key)
+                    candidates.append((i, k, w.offset + lo, hi - lo))
+        asked = self.ask([Ask(scripts[i], s, length) for i, _, s, length in candidates], config, beams=beams, check=check)
+        ranked: list[list[tuple[int, QAPair]]] = [[] for _ in scripts]
+        for (i, k, start, length), a in zip(candidates, asked):
+            if a.question and a.finished:
+                ranked[i].append((k, QAPair(a.question, scripts[i].original[start : start + length], start, a.score)))
+        results = []
+        for (_, warnings), found_pairs in zip(plans, ranked):
+            chosen = _choose(found_pairs, n)
+            if len(chosen) < n:
+                warnings = [*warnings, f"{len(chosen)} of {n} pairs: the passage gave no more distinct answers "
+                                       "with complete questions"]
+            results.append(Generated(chosen, warnings))
+        return results
+
+    def _windows(self, script: Script, n: int) -> tuple[list[Window], list[str]]:
+        """The windows answers are sampled from, and a warning when a long passage had to skip some."""
+        windows = tiles(script.text)
+        most = MAX_WINDOWS_PER_PAIR * n
+        if len(windows) <= most:
+            return windows, []
+        picked = [windows[round(j * (len(windows) - 1) / max(most - 1, 1))] for j in range(most)]
+        return picked, [
+            f"the passage is long ({len(script.text):,} characters, {len(windows)} windows): answers were sampled "
+            f"from {len(picked)} windows spread over it; ask for more pairs (-n) to cover more"
+        ]
+
+    def _answers(self, windows: list[Window], per_window: list[int], config: DecodingConfig) -> list[list[tuple[int, int]]]:
+        """Per window, the spans ``(lo, hi)`` of its text that the answers sampled from it are
+        (one decode per distinct number of samples)."""
+        found: list[list[tuple[int, int]]] = [[] for _ in windows]
+        for count in sorted(set(per_window)):
+            rows = [j for j, c in enumerate(per_window) if c == count]
+            texts = [windows[j].text for j in rows]
+            sources = [self.adapter.encode(self.qa_prefix + t) for t in texts]
+            aconfig = answer_config(config, count)
+            constraint = spans.answer_constraint(self.adapter, texts, aconfig.max_new_tokens)
+            hyps = generate(self.adapter, sources, aconfig, processors=[constraint])
+            for j, text, hs in zip(rows, texts, hyps):
+                located = (spans.locate(self.adapter, text, h.token_ids) for h in hs if h.finished and h.token_ids)
+                found[j] = [span for span in located if span is not None]
+        return found
+
+
+def _choose(ranked: list[tuple[int, QAPair]], n: int) -> list[QAPair]:
+    """The ``n`` pairs to keep from ``(window, pair)`` candidates: duplicates of better pairs go,
+    then the best remaining pair of each window is taken in turn (so every part of a long passage
+    is asked about); returned best first."""
+    kept: list[tuple[int, QAPair]] = []
+    for k, pair in sorted(ranked, key=lambda kp: -kp[1].score):
+        if not is_duplicate(pair, (p for _, p in kept)):
+            kept.append((k, pair))
+    turns: dict[int, int] = {}
+    order = []
+    for k, pair in kept:  # best first, so a window's j-th pair is its j-th best
+        turns[k] = turns.get(k, -1) + 1
+        order.append((turns[k], -pair.score, pair))
+    chosen = [pair for *_, pair in sorted(order, key=lambda t: t[:2])[:n]]
+    return sorted(chosen, key=lambda p: -p.score)
