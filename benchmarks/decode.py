@@ -280,6 +280,13 @@ Target: ours / generate() <= 1.0.
 
 {HF_HEADER}
 {chr(10).join(_fmt_hf(r) for r in report['chat'])}
+
+Reading the table: beam search gains most where prompts are long beside the output (the Llama
+rows, whose byte-level title prompts run to ~380 tokens): the prompt runs once per input, not once
+per beam. Greedy decoding pays one pass that `generate()` skips: the log-probability of each chosen
+token, for the output's score (one `log_softmax` over the vocabulary per step). With 151,936 output
+rows and a 5 M-parameter model that pass is a visible share of a step; with real model sizes it is
+not.
 """
     write_section(DOC, "Benchmarks", CHAT_SECTION, body)
 

@@ -86,12 +86,9 @@ def read_lm_texts(data: Path, text_field: str) -> list[str]:
         return [rec.text or "" for rec in _check_records(_read(data, field=text_field), data)]
     if not data.is_file():
         fail(f"--data {data}: no such file")
-    from textgen.io import decode
+    from textgen.io import read_file
 
-    text, warnings = decode(data.read_bytes())
-    for message in warnings:
-        warn(f"{data}: {message}")
-    return [line for line in text.splitlines() if line.strip()]
+    return [rec.text or "" for rec in _check_records(list(read_file(data, lines=True)), data)]
 
 
 def read_title_pairs(data: Path, *, text_field: str, ref_field: str, text_col: str, ref_col: str) -> list[tuple[Record, str]]:

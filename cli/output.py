@@ -129,7 +129,7 @@ class _File:
         self.path = path
         self.created = not path.exists()
         try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            self.fd = os.open(path, (os.O_RDWR if resume else os.O_WRONLY) | os.O_CREAT, 0o666)  # read back to resume
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.regular = stat.S_ISREG(os.fstat(self.fd).st_mode)  # not a device (/dev/full) or a FIFO

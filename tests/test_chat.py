@@ -86,6 +86,18 @@ def test_a_causal_model_with_a_chat_template_serves_every_task(llama_dir, tmp_pa
     assert [r["chat"] for r in rows if r["name"].endswith("llama-chat")] == [True]
 
 
+def test_chat_models_in_the_hf_cache_are_listed_with_every_task(user_env):
+    from test_registry import fake_hf_repo
+
+    config = json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
+    cache = Path(user_env["HF_HUB_CACHE"])
+    fake_hf_repo(cache, "someone/qwen-chat", {"config.json": config, "tokenizer_config.json": json.dumps({"chat_template": "{{ x }}"})})
+    fake_hf_repo(cache, "someone/qwen-base", {"config.json": config, "tokenizer_config.json": "{}"})
+    listed = {m.name: m.tasks for m in list_models() if m.source == "hf-cache"}
+    assert listed["someone/qwen-chat"] == list(CHAT_TASKS) == resolve("someone/qwen-chat").tasks
+    assert "title" not in listed["someone/qwen-base"]  # no chat template: no prompts to serve tasks with
+
+
 def test_encode_renders_the_task_prompt_with_the_template(llama):
     ids = llama.encode(ARTICLE)
     text = llama.tokenizer.decode(ids)
@@ -389,12 +401,16 @@ def test_repl_streams_with_the_flag_and_prints_the_same(llama_dir, pieces):
     assert "".join(pieces) == runs[0].stdout.rstrip("\n")  # the first run printed as it went
 
 
-def test_chat_model_runs_title_and_continue_from_the_command_line_quietly(llama_dir):
-    for args in (("title", "--beam", "2"), ("continue", "--seed", "1")):
+def test_chat_model_runs_the_tasks_from_the_command_line_quietly(llama_dir):
+    for args in (("title", "--beam", "2"), ("continue", "--seed", "1"), ("summarize",)):
         result = run(*args, "--model", llama_dir, "--max-new-tokens", "6", "--format", "jsonl", ARTICLE)
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["outputs"]
         assert "Loading weights" not in result.output and "deprecated" not in result.output
+    result = run("search", "--model", llama_dir, "--format", "jsonl", "广州 机场")
+    assert result.exit_code == 0 and json.loads(result.stdout)["outputs"], result.output
+    result = run("qa", "--model", llama_dir, "--max-new-tokens", "6", ARTICLE)  # served or refused in one line
+    assert result.exit_code in (0, 2) and "Traceback" not in result.output
 
 
 def test_prompt_dataclass_fills_only_known_placeholders():

@@ -72,15 +72,19 @@ def test_unknown_model_is_one_line_exit_2(tmp_path: Path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_stop_then_resume_writes_each_id_once(signum: int, tiny_model: Path, tmp_path: Path):
+    """Every fourth record repeats the id "dup": the repeats are named dup#2, dup#3 ... the same way
+    in both runs, so none is lost or written twice."""
     batch = tmp_path / "batch.jsonl"
     n = 40
+    ids = [f"r{i}" if i % 4 else "dup" for i in range(n)]
     batch.write_text(
         "".join(
-            json.dumps({"id": f"r{i}", "text": f"第{i}篇：新的地铁线路明年通车。"}, ensure_ascii=False) + "\n"
-            for i in range(n)
+            json.dumps({"id": rid, "text": f"第{i}篇：新的地铁线路明年通车。"}, ensure_ascii=False) + "\n"
+            for i, rid in enumerate(ids)
         ),
         encoding="utf-8",
     )
+    unique = [f"r{i}" for i in range(n) if i % 4] + ["dup"] + [f"dup#{k}" for k in range(2, n // 4 + 1)]
     out = tmp_path / "out.jsonl"
     slow = ["--beam", 1, "--min-new-tokens", 100, "--max-new-tokens", 100, "--batch-size", 1]
     proc = subprocess.Popen(
@@ -104,4 +108,4 @@ def test_stop_then_resume_writes_each_id_once(signum: int, tiny_model: Path, tmp
     assert result.returncode == 0, result.stderr.decode()
     ids = [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert ids[: len(done)] == done
-    assert sorted(ids) == sorted(f"r{i}" for i in range(n))
+    assert sorted(ids) == sorted(unique)

@@ -54,7 +54,7 @@ def one_line_error(result, code: int = 2) -> str:
     """The run ended with ``code`` and one line on stderr besides the records' warnings (a tiny
     random model's outputs are often cut at max_new_tokens), no traceback; that line."""
     assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("textgen: warning: [")]
     assert len(lines) == 1, result.stderr
     return lines[0]

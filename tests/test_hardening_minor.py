@@ -128,6 +128,12 @@ def test_a_second_directory_run_does_not_read_its_own_outputs(tiny_model: Path, 
         result = run("title", "-m", tiny_model, "-i", tree, "--output-dir", tree / "out")
         assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*.txt")) == ["a.txt", "b.txt", "out/a.txt", "out/b.txt"]
+    first = run("title", "-m", tiny_model, "-i", tree, "--glob", "?.txt", "-o", tree / "c.txt")
+    assert first.exit_code == 0 and len(first.stdout) == 0
+    ids = [line.split("\t")[0] for line in (tree / "c.txt").read_text(encoding="utf-8").splitlines()]
+    assert ids == ["a.txt", "b.txt", "out/a.txt", "out/b.txt"]  # not c.txt, created for this run
+    again = run("title", "-m", tiny_model, "-i", tree, "--glob", "?.txt", "-o", tree / "c.txt")
+    assert again.exit_code == 2 and "is one of the input files" in again.stderr  # c.txt may be an input now
 
 
 def test_two_inputs_that_would_share_an_output_file_are_refused(tiny_model: Path, tmp_path: Path):

@@ -85,7 +85,7 @@ def test_copy_loss_adds_to_the_token_loss_and_trains_the_head(tok):
     batch = seq2seq_batch([(src, tgt, *copy_tags(src, tgt))], sp)
     plain = LossModel(model)(batch.mode, batch.input_ids, batch.token_type_ids, batch.attention_mask, batch.labels)
     total = batch_loss(LossModel(model), batch)
-    assert float(total.detach()) > float(plain) + 0.5  # 2 x CE over 3 classes at random init is about 2.2
+    assert float(total.detach()) > float(plain.detach()) + 0.5  # 2 x CE over 3 classes at random init is about 2.2
     total.backward()
     assert model.copy_head.weight.grad is not None and model.copy_head.weight.grad.abs().sum() > 0
     # without a copy head the same batch trains tokens only

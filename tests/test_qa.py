@@ -90,6 +90,22 @@ def test_duplicates_are_same_answers_overlapping_spans_or_near_identical_questio
     assert as_question("，。") == "" and as_question("？") == ""  # nothing asked
 
 
+def test_choice_takes_each_windows_best_in_turn_after_dropping_duplicates():
+    from textgen.qa.generator import _spread
+
+    def pair(q, a, start, score):
+        return QAPair(q, a, start, score)
+
+    items = [(0, pair("甲在哪？", "北京", 0, -1.0)),  # the same answer as a better pair: dropped
+             (0, pair("丁在哪儿？", "上海", 20, -1.2)),  # near-identical to a better question: dropped
+             (0, pair("乙是谁？", "李冰", 10, -1.5)),
+             (1, pair("丙有多少？", "一百", 300, -3.0)), (1, pair("丁在哪？", "北京", 320, -0.5))]
+    assert [(k, p.answer) for k, p in _spread(items, 5, is_duplicate)] == [(1, "北京"), (0, "李冰"), (1, "一百")]
+    # each window's best comes before any window's second best
+    turns = [(0, pair("甲？", "甲", 0, -0.1)), (0, pair("乙？", "乙", 9, -0.2)), (1, pair("丙？", "丙", 300, -0.3))]
+    assert [p.answer for _, p in _spread(turns, 2, is_duplicate)] == ["甲", "丙"]
+
+
 def test_rule_baseline_replaces_the_answer_in_its_sentence():
     passage = "乔戈里峰很高。世界第二高山峰是乔戈里峰，海拔8611米。它在喀喇昆仑山脉。"
     start = passage.index("乔戈里峰，")
@@ -201,6 +217,49 @@ def test_source_prefixes_come_from_the_models_textgen_json(qa_model, tmp_path):
     (model / "textgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     assert load_task("qa", model, model="m").source_prefix == {"qa": "问答：", "qa_check": "阅读："}
     assert load_task("qa", qa_model, model="m").source_prefix == {}
+
+
+NUMBERS = ["工厂去年生产了2023吨钢，比前年多了18.5吨。", "新馆藏书120万册，每天接待3000名读者。", "地铁线路长45公里，设有12个车站。"]
+
+
+@pytest.fixture(scope="module")
+def number_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model with a copy head whose output layer favours tokens with digits: left free, its
+    questions hold numbers the passage does not have."""
+    from textgen.models.backbone import BertConfig
+
+    path = tmp_path_factory.mktemp("numbers") / "tiny-numbers"
+    tok = ChineseTokenizer(build_vocab(SENTENCES + NUMBERS + ["7 9 5 64 88"], min_char_count=1, min_word_count=1), mode="word")
+    torch.manual_seed(0)
+    model = BertBackbone(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64, max_position_embeddings=128, copy_head=True))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+        model.head_bias[tok.sep_id] = 5.0
+        for i in range(len(tok)):
+            if any(c.isdigit() for c in tok.token_text(i)):
+                model.head_bias[i] = 3.0
+    model.save(path)
+    tok.save(path)
+    (path / "textgen.json").write_text(json.dumps({"name": "tiny-numbers", "tasks": ["qa"]}), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("copy", ["numbers", "head"])
+def test_questions_never_hold_a_number_the_passage_lacks(number_model, copy):
+    from textgen.evaluation.metrics import unfaithful_numbers
+
+    passage = "".join(NUMBERS)
+    answers = ["工厂", "钢", "新馆", "读者", "地铁线路", "车站"]
+    records = [Record(i, passage, fields={"answer": a}) for i, a in enumerate(answers)]
+    faithful = load_task("qa", number_model, model="m", copy=copy).run(records, config(max_new_tokens=8))
+    free = load_task("qa", number_model, model="m", copy="off").run(records, config(max_new_tokens=8))
+    questions = lambda outs: [p["question"] for o in outs for p in o["pairs"]]  # noqa: E731
+    assert len(questions(faithful)) == len(answers)
+    assert not any(unfaithful_numbers(q, passage) for q in questions(faithful))
+    assert any(unfaithful_numbers(q, passage) for q in questions(free))  # the rule is what keeps them out
 
 
 def test_text_output_is_one_question_answer_block_per_pair():

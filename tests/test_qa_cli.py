@@ -47,6 +47,10 @@ def test_answer_flag_and_bad_option_values(qa_model):  # noqa: F811
     assert r.stdout.splitlines()[1] == "答：市图书馆"
     bad = qa(qa_model, "--question-beams", "0", PASSAGE)
     assert bad.exit_code == 2 and "question_beams must be at least 1" in bad.stderr
+    bad = qa(qa_model, "--copy", "text", PASSAGE)
+    assert bad.exit_code == 2 and "copy must be one of numbers, head, off" in bad.stderr
+    headless = qa(qa_model, "--copy", "head", "--answer", "市图书馆", PASSAGE)
+    assert headless.exit_code == 1 and "copy=head needs a model with a copy head; tiny-qa has none" in headless.stderr
 
 
 def test_repl_switches_to_qa_and_sets_an_answer(qa_model):  # noqa: F811

@@ -80,6 +80,7 @@ def test_same_seed_same_output_whatever_the_batch(model: Path, tmp_path: Path):
         (["--mode", "rewrite", "--keep", "火星", "今天天气很好。"], "not in the text: 火星"),
         (["--mode", "rewrite", "--keep", "天气", "天气"], "nothing to rewrite"),
         (["图" * 300], "the model reads at most"),
+        (["图" * 5000], "characters long; the model reads at most"),
     ],
 )
 def test_bad_input_is_an_error_record(model: Path, args: list[str], message: str):
@@ -157,3 +158,21 @@ def test_a_hugging_face_causal_lm_scores_and_our_model_proposes(model: Path, tmp
     assert rec["search"]["proposals"] == 12
     bad = CliRunner().invoke(app, ["search", "-m", str(gpt2), "--proposer", str(gpt2), *FAST, "图书馆"])
     assert bad.exit_code == 1 and "not a BERT-family model" in bad.stderr
+
+
+def test_hf_scorer_batches_sentences_of_any_length_exactly(tmp_path: Path):
+    import torch
+    from tiny_models import save_gpt2
+
+    from textgen.search import HFScorer
+
+    model, tok = save_gpt2(tmp_path / "gpt2")
+    scorer = HFScorer(model, tok, max_logits=3 * 64 * model.config.vocab_size)  # forces row chunks
+    texts = ["白云机场", "广州的白云机场很大", "我们去白云山"]
+    together = scorer.sentence_logp(texts)
+    alone = torch.cat([scorer.sentence_logp([t]) for t in texts])
+    ids = [tok.eos_token_id, *tok("白云机场", add_special_tokens=False)["input_ids"], tok.eos_token_id]
+    with torch.no_grad():
+        logp = model(torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+    manual = logp.gather(1, torch.tensor(ids[1:])[:, None]).sum()
+    assert torch.allclose(together, alone, atol=1e-4) and abs(float(together[0]) - float(manual)) < 1e-4

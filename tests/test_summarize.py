@@ -7,6 +7,7 @@ tagger learns. Every sentence is written here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import replace
@@ -22,7 +23,16 @@ from textgen.summarize.evaluate import score_summaries
 from textgen.summarize.extractor import Extractor, LeadRule, above, backbone_fingerprint, extractor_for, fit, select
 from textgen.summarize.oracle import lcs_length, main_score, oracle_labels
 from textgen.summarize.tagger import ClauseTagger, Document, ResGatedConv, TaggerConfig
-from textgen.summarize.training import TrainConfig, cross_fit, extraction_score, folds_of, predict, train_tagger
+from textgen.summarize.training import (
+    TrainConfig,
+    cross_fit,
+    extraction_score,
+    folds_of,
+    out_of_fold_extractions,
+    predict,
+    train_tagger,
+    write_out_of_fold,
+)
 
 JUDGEMENT = (
     "原告甲公司与被告乙公司买卖合同纠纷一案，本院受理后依法进行了审理。\n"
@@ -146,7 +156,7 @@ def toy_documents(n: int, seed: int) -> list[Document]:
     return docs
 
 
-def test_tagger_learns_and_cross_fitting_predicts_each_document_out_of_fold():
+def test_tagger_learns_and_cross_fitting_predicts_each_document_out_of_fold(tmp_path: Path):
     train, held = toy_documents(48, 0), toy_documents(16, 1)
     cfg = TrainConfig(width=16, epochs=12, batch_size=8, lr=3e-3)
     untrained = ClauseTagger(TaggerConfig(input_dim=8, width=16))
@@ -159,6 +169,15 @@ def test_tagger_learns_and_cross_fitting_predicts_each_document_out_of_fold():
     assert sorted(set(folds)) == [0, 1, 2] and max(folds.count(f) for f in range(3)) == 16
     probs, runs = cross_fit(train, 3, TrainConfig(width=16, epochs=4, batch_size=8, lr=3e-3))
     assert [len(p) for p in probs] == [len(d.vectors) for d in train] and len(runs) == 3
+
+    # the generator's training reads the out-of-fold extractions back by document
+    sources = ["".join(d.clauses) for d in train]
+    write_out_of_fold(tmp_path / "oof.jsonl", train, probs, sources, len, 30)
+    extractions = out_of_fold_extractions(tmp_path / "oof.jsonl")
+    first = extractions[hashlib.sha1(sources[0].encode("utf-8")).hexdigest()]
+    assert len(extractions) == len(set(sources)) and 0 < len(first) <= 30
+    row = json.loads((tmp_path / "oof.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert row["selected"] == sorted(row["selected"]) and first == "".join(train[0].clauses[i] for i in row["selected"])
 
 
 def test_tagger_files_round_trip(tmp_path: Path):

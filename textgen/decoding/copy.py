@@ -6,7 +6,7 @@ helper that picks them by mode name, for every seq2seq task (titles, summaries, 
     from textgen.decoding import DecodingConfig, generate
     from textgen.decoding.copy import CopyHead, TextCopy, copy_processors
 
-    sources = [adapter.encode(article) for article in articles]   # what may be copied, as ids
+    sources = [adapter.source_ids(article) for article in articles]   # what may be copied, as ids
     hyps = generate(adapter, inputs, config, processors=copy_processors(adapter, sources, "text"))
 
     # QA: every answer is one contiguous piece of its passage

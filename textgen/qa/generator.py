@@ -5,10 +5,12 @@ For each passage:
 1. **Answers.** The passage is covered by windows (``windows.tiles``); from each window the model
    samples answers (top-p 0.95 by default) until the first ``[SEP]`` of its ``answer [SEP]
    question`` target, under the span constraint (``spans``): every answer is one contiguous piece
-   of its window by construction. Candidates that are the same text are merged.
+   of its window by construction. Of the answers at one place of the passage (same text, or
+   overlapping spans) the likeliest stays; the 2n likeliest places, spread over the windows, go on.
 2. **Questions.** Each answer is re-read in the training window centred on it
    (``windows.answer_window``) and its question decoded after the target prefix ``answer [SEP]``
-   (``prefill.TargetPrefix``), greedily or with beams. Answer-aware generation starts here.
+   (``prefill.TargetPrefix``), greedily or with beams, a number in it always a whole number of the
+   passage (or under the model's copy head). Answer-aware generation starts here.
 3. **Round trip** (``check``): the reader scores how strongly passage + question point back to the
    answer; pairs are ranked by it (without the check, by the question's own log-probability).
 4. **Dedup and choice.** Duplicates (``pairs.is_duplicate``) go, then the best pair of each window is
@@ -21,20 +23,21 @@ distinct number of samples per window), one for all questions, one forward pass 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from textgen.decoding import DecodingConfig, generate
 from textgen.models.adapters import BackboneSeq2Seq
 from textgen.qa import spans
 from textgen.qa.check import answer_log_prob
-from textgen.qa.pairs import QAPair, as_question, core_text, is_duplicate
+from textgen.qa.pairs import QAPair, as_question, core_text, is_duplicate, same_place
 from textgen.qa.prefill import TargetPrefix
 from textgen.qa.script import Script
 from textgen.qa.windows import Window, answer_window, tiles
 
 ANSWER_TOKENS = 24  # the answer length the model learned (training cut answers at 24 tokens)
-CANDIDATES_PER_PAIR = 3  # answers sampled per pair asked for, before dedup
+CANDIDATES_PER_PAIR = 3  # answers sampled per pair asked for
+ASKED_PER_PAIR = 2  # of those, the likeliest at distinct places get a question (and a round trip)
 MAX_WINDOWS_PER_PAIR = 2  # a very long passage is sampled in at most 2n windows, evenly spread
 
 
@@ -75,6 +78,23 @@ def question_config(config: DecodingConfig, beams: int) -> DecodingConfig:
     )
 
 
+def question_copy(adapter: BackboneSeq2Seq, windows: Sequence[str], mode: str, max_new_tokens: int) -> list:
+    """The copy rules of the questions (``COPY_MODES``): ``numbers``, a number in a question is a
+    whole number of its window (never invented, never cut from a longer one); ``head``, the
+    model's SPACES copy head decides when to copy, numbers kept whole; ``off``, none. Questions
+    need words the passage lacks (什么, 哪), so they are never made only of passage pieces."""
+    if mode == "off":
+        return []
+    from textgen.decoding.copy import CopyVocabulary, TextCopy, copy_processors
+
+    sources = [adapter.source_ids(w) for w in windows]
+    if mode == "head":
+        if not adapter.has_copy_head:
+            raise ValueError(f"copy=head needs a model with a copy head; {adapter.name} has none (use copy=numbers)")
+        return copy_processors(adapter, sources, "head", max_new_tokens=max_new_tokens)
+    return [TextCopy(CopyVocabulary.for_adapter(adapter), sources, numbers_only=True, max_new_tokens=max_new_tokens)]
+
+
 def answer_config(config: DecodingConfig, per_window: int) -> DecodingConfig:
     """How answers are found: the user's sampling (or beam) settings, ``per_window`` candidates
     per window (beam search returns its beams), 1 to ``ANSWER_TOKENS`` tokens (the span constraint
@@ -101,8 +121,10 @@ class QAGenerator:
         self.check_prefix = check_prefix
 
     # ------------------------------------------------------------------ stage 2 (+3): questions
-    def ask(self, asks: Sequence[Ask], config: DecodingConfig, *, beams: int = 1, check: bool = True) -> list[Asked]:
-        """The question for each answer; scored by the round trip when ``check``."""
+    def ask(self, asks: Sequence[Ask], config: DecodingConfig, *, beams: int = 1, check: bool = True,
+            copy: str = "numbers") -> list[Asked]:
+        """The question for each answer, under the copy rules ``copy`` (``question_copy``);
+        scored by the round trip when ``check``."""
         if not asks:
             return []
         tok, sep = self.adapter.tokenizer, self.adapter.tokenizer.sep_id
@@ -110,7 +132,8 @@ class QAGenerator:
         answers = [tok.encode(a.script.text[a.start : a.start + a.length])[:ANSWER_TOKENS] for a in asks]
         sources = [self.adapter.encode(self.qa_prefix + w.text) for w in windows]
         qconfig = question_config(config, beams)
-        hyps = generate(TargetPrefix(self.adapter, [[*a, sep] for a in answers]), sources, qconfig)
+        rules = question_copy(self.adapter, [w.text for w in windows], copy, qconfig.max_new_tokens)
+        hyps = generate(TargetPrefix(self.adapter, [[*a, sep] for a in answers]), sources, qconfig, processors=rules)
         best = [hs[0] for hs in hyps]
         texts = [self.adapter.decode(h.token_ids) for h in best]
         if check:
@@ -122,33 +145,34 @@ class QAGenerator:
 
     # ------------------------------------------------------------------ the whole pipeline
     def pairs(self, scripts: Sequence[Script], config: DecodingConfig, n: int, *, beams: int = 1,
-              check: bool = True) -> list[Generated]:
+              check: bool = True, copy: str = "numbers") -> list[Generated]:
         """Up to ``n`` pairs per passage (fewer when it holds fewer distinct answers)."""
         plans = [self._windows(s, n) for s in scripts]
         flat = [(i, k, w) for i, (ws, _) in enumerate(plans) for k, w in enumerate(ws)]
         # Each passage samples about CANDIDATES_PER_PAIR * n answers over its windows.
         per_window = [max(1, math.ceil(CANDIDATES_PER_PAIR * n / len(plans[i][0]))) for i, _, _ in flat]
         found = self._answers([w for _, _, w in flat], per_window, config)
-        candidates: list[tuple[int, int, int, int]] = []  # (passage, window, start, length), distinct texts
-        seen: set[tuple[int, str]] = set()
+        candidates: list[list[tuple[int, QAPair]]] = [[] for _ in scripts]  # (window, pair without a question yet)
         for (i, k, w), window_spans in zip(flat, found):
-            for lo, hi in window_spans:
-                key = (i, core_text(w.text[lo:hi]))
-                if key[1] and key not in seen:  # an answer of only punctuation asks for nothing
-                    seen.add(key)
-                    candidates.append((i, k, w.offset + lo, hi - lo))
-        asked = self.ask([Ask(scripts[i], s, length) for i, _, s, length in candidates], config, beams=beams, check=check)
+            for lo, hi, score in window_spans:
+                if core_text(w.text[lo:hi]):  # an answer of only symbols asks for nothing
+                    candidates[i].append((k, QAPair("", w.text[lo:hi], w.offset + lo, score)))
+        # Questions only for the likeliest answers at distinct places, spread over the windows.
+        chosen = [(i, k, c) for i, cs in enumerate(candidates) for k, c in _spread(cs, ASKED_PER_PAIR * n, same_place)]
+        asks = [Ask(scripts[i], c.start, len(c.answer)) for i, _, c in chosen]
+        asked = self.ask(asks, config, beams=beams, check=check, copy=copy)
         ranked: list[list[tuple[int, QAPair]]] = [[] for _ in scripts]
-        for (i, k, start, length), a in zip(candidates, asked):
+        for (i, k, c), a in zip(chosen, asked):
             if a.question and a.finished:
-                ranked[i].append((k, QAPair(a.question, scripts[i].original[start : start + length], start, a.score)))
+                answer = scripts[i].original[c.start : c.start + len(c.answer)]
+                ranked[i].append((k, QAPair(a.question, answer, c.start, a.score)))
         results = []
         for (_, warnings), found_pairs in zip(plans, ranked):
-            chosen = _choose(found_pairs, n)
-            if len(chosen) < n:
-                warnings = [*warnings, f"{len(chosen)} of {n} pairs: the passage gave no more distinct answers "
+            pairs = [pair for _, pair in _spread(found_pairs, n, is_duplicate)]
+            if len(pairs) < n:
+                warnings = [*warnings, f"{len(pairs)} of {n} pairs: the passage gave no more distinct answers "
                                        "with complete questions"]
-            results.append(Generated(chosen, warnings))
+            results.append(Generated(pairs, warnings))
         return results
 
     def _windows(self, script: Script, n: int) -> tuple[list[Window], list[str]]:
@@ -163,10 +187,10 @@ class QAGenerator:
             f"from {len(picked)} windows spread over it; ask for more pairs (-n) to cover more"
         ]
 
-    def _answers(self, windows: list[Window], per_window: list[int], config: DecodingConfig) -> list[list[tuple[int, int]]]:
-        """Per window, the spans ``(lo, hi)`` of its text that the answers sampled from it are
-        (one decode per distinct number of samples)."""
-        found: list[list[tuple[int, int]]] = [[] for _ in windows]
+    def _answers(self, windows: list[Window], per_window: list[int], config: DecodingConfig) -> list[list[tuple[int, int, float]]]:
+        """Per window, the spans ``(lo, hi)`` of its text that the answers sampled from it are, with
+        the answer's mean log-probability per token (one decode per distinct number of samples)."""
+        found: list[list[tuple[int, int, float]]] = [[] for _ in windows]
         for count in sorted(set(per_window)):
             rows = [j for j, c in enumerate(per_window) if c == count]
             texts = [windows[j].text for j in rows]
@@ -175,23 +199,24 @@ class QAGenerator:
             constraint = spans.answer_constraint(self.adapter, texts, aconfig.max_new_tokens)
             hyps = generate(self.adapter, sources, aconfig, processors=[constraint])
             for j, text, hs in zip(rows, texts, hyps):
-                located = (spans.locate(self.adapter, text, h.token_ids) for h in hs if h.finished and h.token_ids)
-                found[j] = [span for span in located if span is not None]
+                for h in hs:
+                    span = spans.locate(self.adapter, text, h.token_ids) if h.finished and h.token_ids else None
+                    if span is not None:
+                        found[j].append((*span, h.score / (len(h.token_ids) + 1)))
         return found
 
 
-def _choose(ranked: list[tuple[int, QAPair]], n: int) -> list[QAPair]:
-    """The ``n`` pairs to keep from ``(window, pair)`` candidates: duplicates of better pairs go,
-    then the best remaining pair of each window is taken in turn (so every part of a long passage
-    is asked about); returned best first."""
+def _spread(items: list[tuple[int, QAPair]], n: int, duplicate: Callable[[QAPair, list[QAPair]], bool]) -> list[tuple[int, QAPair]]:
+    """Up to ``n`` of the ``(window, pair)`` items: best score first, a duplicate of a better item
+    dropped, then the best remaining item of each window in turn (so every part of a long passage
+    gets its share); returned best first."""
     kept: list[tuple[int, QAPair]] = []
-    for k, pair in sorted(ranked, key=lambda kp: -kp[1].score):
-        if not is_duplicate(pair, (p for _, p in kept)):
-            kept.append((k, pair))
+    for item in sorted(items, key=lambda kp: -kp[1].score):
+        if not duplicate(item[1], [pair for _, pair in kept]):
+            kept.append(item)
     turns: dict[int, int] = {}
     order = []
-    for k, pair in kept:  # best first, so a window's j-th pair is its j-th best
+    for j, (k, _) in enumerate(kept):  # best first, so this is the window's turns[k]-th best
         turns[k] = turns.get(k, -1) + 1
-        order.append((turns[k], -pair.score, pair))
-    chosen = [pair for *_, pair in sorted(order, key=lambda t: t[:2])[:n]]
-    return sorted(chosen, key=lambda p: -p.score)
+        order.append((turns[k], j))
+    return [kept[j] for j in sorted(j for _, j in sorted(order)[:n])]

@@ -52,12 +52,15 @@ def same_span(a: QAPair, b: QAPair) -> bool:
     return overlap > 0 and 2 * overlap >= min(len(a.answer), len(b.answer))
 
 
+def same_place(pair: QAPair, kept: Iterable[QAPair]) -> bool:
+    """``pair``'s answer is one of ``kept``'s: the same text, or an overlapping span."""
+    return any(same_answer(pair.answer, k.answer) or same_span(pair, k) for k in kept)
+
+
 def is_duplicate(pair: QAPair, kept: Iterable[QAPair]) -> bool:
-    return any(
-        same_answer(pair.answer, k.answer) or same_span(pair, k)
-        or question_similarity(pair.question, k.question) >= QUESTION_SIMILARITY
-        for k in kept
-    )
+    """``pair`` duplicates one of ``kept``: the same answer (``same_place``) or a near-identical question."""
+    kept = list(kept)
+    return same_place(pair, kept) or any(question_similarity(pair.question, k.question) >= QUESTION_SIMILARITY for k in kept)
 
 
 def as_question(text: str) -> str:

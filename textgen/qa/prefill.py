@@ -54,4 +54,4 @@ class TargetPrefix:
         model = self.adapter.model
         hidden, cache = model.encode(ids, token_type_ids=torch.ones_like(ids), attention_mask=mask, cache=cache, use_cache=True)
         last = hidden[torch.arange(len(ids), device=device), mask.sum(1) - 1]
-        return model.lm_logits(last), cache
+        return self.adapter._outputs(last, cache)  # the adapter's own outputs: logits, and copy-head tags if any

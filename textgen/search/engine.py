@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from textgen.search.lm import BackboneLM, HFScorer
+from textgen.tasks.base import CHARS_PER_TOKEN
 from textgen.search.problems import (
     SearchInputError,
     Start,
@@ -55,6 +56,9 @@ class Searcher:
     def start(self, mode: str, source: str | Sequence[str], keep: Sequence[str] = ()) -> Start:
         """The initial state of ``source``: keywords (a list, or a string to split), or a text."""
         t = self.lm.tokenizer
+        chars = len(source) if isinstance(source, str) else sum(len(k) for k in source if isinstance(k, str))
+        if chars > CHARS_PER_TOKEN * self.lm.max_tokens:  # surely too long: say so before tokenizing it all
+            raise SearchInputError(f"the input is {chars:,} characters long; the model reads at most {self.lm.max_tokens} tokens")
         if mode == "keywords":
             keywords = split_keywords(source) if isinstance(source, str) else list(source)
             return keywords_start(keywords, self.lm.encode, t.unk_id)
@@ -93,7 +97,7 @@ class Searcher:
         else:
             target = Fluency(gamma)
         problem = Problem(start.state, start.moves, target, max_free, exclude_text=text if mode == "rewrite" else None,
-                          fill_blanks=mode == "infill", one_sentence=mode == "keywords")
+                          fill_blanks=mode == "infill", one_sentence=mode != "rewrite")
         result = Sampler(self.lm, settings, self.scorer).run(problem, key, on_step)
         result.warnings = [*start.warnings, *result.warnings]
         return result

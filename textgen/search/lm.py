@@ -109,10 +109,10 @@ class BackboneLM:
         banned = set(tokenizer.special_ids) | {tokenizer.unk_id}
         # Tokens a sampler may propose: real text (no specials, no [UNK]).
         self.proposable = torch.tensor([bool(t) and i not in banned for i, t in enumerate(texts)], device=self.device)
-        # Fixed-length blanks take exactly one character per blank.
-        self.single_char = self.proposable & torch.tensor([len(t) == 1 for t in texts], device=self.device)
         # Punctuation may not open a sentence; sentence ends may not appear inside a keyword sentence.
         self.punctuation = torch.tensor([bool(t) and all(map(is_punctuation, t)) for t in texts], device=self.device)
+        # Fixed-length blanks take exactly one character (not a punctuation mark) per blank.
+        self.single_char = self.proposable & ~self.punctuation & torch.tensor([len(t) == 1 for t in texts], device=self.device)
         self.sentence_end = torch.tensor([bool(t) and t[-1] in SENTENCE_ENDS for t in texts], device=self.device)
 
     # ------------------------------------------------------------------ text
@@ -220,12 +220,13 @@ class BackboneLM:
             return self.model.lm_logits(hidden[torch.arange(len(rows), device=self.device), at]).float().log_softmax(-1)
 
     def embed(self, rows: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Unit-length sentence vectors ``[N, H]``: the mean of the last layer over ``[CLS] row [SEP]``."""
-        t = self.tokenizer
-        ids, mask = _pad([[t.cls_id, *r, t.sep_id] for r in rows], t.pad_id, self.device)
-        with self._context():
-            hidden, _ = self.model.encode(ids, mode="bidirectional", token_type_ids=torch.zeros_like(ids), attention_mask=mask)
-            pooled = (hidden.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        """Unit-length bag-of-words vectors ``[N, H]``: the mean of the rows' input embeddings.
+        No forward pass, so a rewrite can compare every candidate with its source for free;
+        trained embeddings put words of similar meaning close together."""
+        ids, mask = _pad(rows, self.tokenizer.pad_id, self.device)
+        with torch.inference_mode():
+            vectors = self.model.word_embeddings(ids).float() * mask[..., None]
+            pooled = vectors.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 

@@ -53,9 +53,9 @@ CGMH = ("insert", "delete", "replace")
 
 @dataclass
 class Settings:
-    steps: int = 48  # proposals per chain
+    steps: int = 32  # proposals per chain
     chains: int = 4
-    candidates: int = 16  # forward-LM / masked-LM top K; 0 = every proposable token
+    candidates: int = 8  # forward-LM / masked-LM top K; 0 = every proposable token
     temperature: float = 1.0
     anneal: float = 0.0  # final temperature of a geometric cooling; 0 = no annealing
     outputs: int = 1
@@ -87,7 +87,7 @@ class Problem:
     max_free: int  # most tokens the free segments may hold together
     exclude_text: str | None = None  # rewrite: never return the input itself
     fill_blanks: bool = False  # infill: a returned sentence has something in every blank
-    one_sentence: bool = False  # keywords: no sentence end before the locked final one
+    one_sentence: bool = False  # keywords, infill: no sentence end proposed (the text holds its own)
 
 
 @dataclass

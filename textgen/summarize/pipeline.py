@@ -10,10 +10,9 @@ The whole pipeline, generation included, is the summarize task (``textgen.tasks.
 
 The document is split into clauses, every clause is scored by the model's extractor (or chosen by
 the lead rule), and the generator reads the task prefix (``source_prefix["summarize"]`` of the
-model's textgen.json) plus the extraction: the clauses above the threshold in document order, the
-likeliest first when they do not all fit in the tokens the generator reads. However long the
-document, the generator's input stays within its window and no part of the document is skipped
-unscored.
+model's textgen.json) plus the extraction: the likeliest clauses that fit in the tokens the
+generator reads, in document order. However long the document, the generator's input stays within
+its window and no part of the document is skipped unscored.
 
 ``shorten_long_articles`` is the same idea for titles: an article longer than the title model reads
 is replaced by its extraction, and the output record says so.
@@ -98,7 +97,9 @@ class Summarizer:
 
 
 def _token_cost(adapter: Any) -> Callable[[str], int]:
-    return lambda clause: len(adapter.encode(clause))
+    """A clause's tokens in the generator input (``source_budget`` already took off what the
+    adapter adds around a text: specials, the prefix, a chat model's prompt)."""
+    return lambda clause: len(adapter.source_ids(clause))
 
 
 # ---------------------------------------------------------------------- titles of long articles
@@ -114,7 +115,7 @@ def shorten_long_articles(
     carry ``extraction`` and a warning saying so."""
     key = task.adapter
     if key not in _TITLE_PIPELINES:
-        _TITLE_PIPELINES[key] = Summarizer(task.adapter, getattr(task, "model_dir", None), task="title")
+        _TITLE_PIPELINES[key] = Summarizer(task.adapter, task.model_dir, task="title")
     summarizer = _TITLE_PIPELINES[key]
     budget = summarizer.source_budget(config.max_new_tokens)
     if budget is None:
@@ -122,7 +123,7 @@ def shorten_long_articles(
     notes: dict[int, tuple[int, Extraction]] = {}
     shortened = []
     for i, rec in enumerate(records):
-        length = len(task.adapter.encode(rec.text)) if rec.text else 0
+        length = len(task.adapter.source_ids(rec.text)) if rec.text else 0
         if length > budget:
             try:
                 extraction = summarizer.extract(rec.text, budget=budget)

@@ -30,31 +30,11 @@ class TaggerConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 1)
     kernel: int = 3
     dropout: float = 0.1
-    positions: bool = True  # append where each clause sits in the document (position_features)
 
     @property
     def radius(self) -> int:
         """How many clauses on each side can change a clause's probability."""
         return sum(self.dilations) * (self.kernel - 1) // 2
-
-
-POSITION_FEATURES = 3
-
-
-def position_features(length: int) -> torch.Tensor:
-    """``[length, 3]``: the relative position (0 at the first clause, 1 at the last) and the
-    closeness to the start and to the end (1 at the edge, 0 from 64 clauses in). The convolutions
-    see only their 35-clause neighbourhood; where a clause sits in the whole document (a
-    judgement's holding comes near its end) is otherwise invisible to them."""
-    i = torch.arange(length, dtype=torch.float32)
-    rel = i / max(length - 1, 1)
-    start = (1 - i / 64).clamp(min=0)
-    end = (1 - (length - 1 - i) / 64).clamp(min=0)
-    return torch.stack([rel, start, end], dim=1)
-
-
-def with_positions(vectors: torch.Tensor) -> torch.Tensor:
-    return torch.cat([vectors, position_features(len(vectors))], dim=1)
 
 
 class ResGatedConv(nn.Module):
@@ -80,12 +60,11 @@ class ClauseTagger(nn.Module):
         super().__init__()
         self.config = cfg
         self.dropout = nn.Dropout(cfg.dropout)
-        self.project = nn.Linear(cfg.input_dim + (POSITION_FEATURES if cfg.positions else 0), cfg.width, bias=False)
+        self.project = nn.Linear(cfg.input_dim, cfg.width, bias=False)
         self.blocks = nn.ModuleList(ResGatedConv(cfg.width, d, cfg.kernel) for d in cfg.dilations)
         self.out = nn.Linear(cfg.width, 1)
 
     def forward(self, vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``vectors`` carry the position features when the config asks for them (``inputs``)."""
         m = mask.to(vectors.dtype)[..., None]
         x = self.dropout(self.project(self.dropout(vectors)))
         for block in self.blocks:
@@ -96,7 +75,6 @@ class ClauseTagger(nn.Module):
         """Probabilities ``[T]`` for one document's clause vectors ``[T, input_dim]``, scored in
         windows of ``window`` clauses plus a margin wider than the receptive radius on each side."""
         margin = self.config.radius + 1
-        vectors = self.inputs(vectors)
         out = torch.empty(len(vectors))
         was_training = self.training
         self.eval()
@@ -109,10 +87,6 @@ class ClauseTagger(nn.Module):
                 out[start:stop] = torch.sigmoid(logits[start - lo : stop - lo].float())
         self.train(was_training)
         return out
-
-    def inputs(self, vectors: torch.Tensor) -> torch.Tensor:
-        """One document's clause vectors as the network reads them (position features appended)."""
-        return with_positions(vectors) if self.config.positions else vectors
 
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path, meta: dict | None = None) -> None:

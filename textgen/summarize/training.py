@@ -7,9 +7,12 @@ never saw it (the generator must learn from the extractor's real mistakes, not f
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +27,6 @@ SELECT_CHARS = 250  # checkpoints are chosen by the likeliest clauses within 250
 @dataclass
 class TrainConfig:
     width: int = 384
-    positions: bool = True
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
@@ -32,14 +34,13 @@ class TrainConfig:
     select_chars: int = SELECT_CHARS
 
 
-def _batch(tagger: ClauseTagger, docs: Sequence[Document]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    inputs = [tagger.inputs(d.vectors) for d in docs]
-    width = max(len(v) for v in inputs)
-    x = torch.zeros(len(docs), width, inputs[0].shape[1])
+def _batch(docs: Sequence[Document]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(d.vectors) for d in docs)
+    x = torch.zeros(len(docs), width, docs[0].vectors.shape[1])
     y = torch.zeros(len(docs), width)
     mask = torch.zeros(len(docs), width, dtype=torch.bool)
-    for i, (d, v) in enumerate(zip(docs, inputs)):
-        x[i, : len(v)] = v
+    for i, d in enumerate(docs):
+        x[i, : len(d.vectors)] = d.vectors
         mask[i, : len(d.vectors)] = True
         y[i, d.labels] = 1.0
     return x, y, mask
@@ -79,14 +80,14 @@ def train_tagger(
     (``extraction_score``) with a record of the run."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    tagger = ClauseTagger(TaggerConfig(input_dim=train[0].vectors.shape[1], width=cfg.width, positions=cfg.positions))
+    tagger = ClauseTagger(TaggerConfig(input_dim=train[0].vectors.shape[1], width=cfg.width))
     opt = torch.optim.Adam(tagger.parameters(), lr=cfg.lr)
     best: dict = {"score": -1.0}
     for epoch in range(1, cfg.epochs + 1):
         tagger.train()
         loss_sum = 0.0
         for batch in _length_batches([len(d.vectors) for d in train], cfg.batch_size, rng):
-            x, y, mask = _batch(tagger, [train[i] for i in batch])
+            x, y, mask = _batch([train[i] for i in batch])
             logits = tagger(x, mask)
             loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
             opt.zero_grad()
@@ -130,6 +131,29 @@ def cross_fit(
             probs[i] = p
         runs.append({"fold": f, **run})
     return probs, runs
+
+
+def write_out_of_fold(
+    path: Path, docs: Sequence[Document], probs: Sequence[Sequence[float]], sources: Sequence[str],
+    tokens: Callable[[str], int], budget: int,
+) -> None:
+    """The out-of-fold extractions for the generator's training, one JSON line per document:
+    ``index``, ``sha1`` (of the document text), ``probs`` (per clause), ``selected`` and
+    ``extraction``: the likeliest clauses within ``budget`` tokens, as the summarize task picks them."""
+    with Path(path).open("w", encoding="utf-8") as f:
+        for k, (d, p, source) in enumerate(zip(docs, probs, sources)):
+            chosen, _ = select(p, [tokens(c) for c in d.clauses], budget)
+            row = {"index": k, "sha1": hashlib.sha1(source.encode("utf-8")).hexdigest(),
+                   "probs": [round(x, 4) for x in p], "selected": chosen,
+                   "extraction": "".join(d.clauses[i] for i in chosen)}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def out_of_fold_extractions(path: Path) -> dict[str, str]:
+    """What ``write_out_of_fold`` wrote, as document SHA-1 -> extraction: the generator's training
+    looks a training document up by ``hashlib.sha1(document.encode()).hexdigest()``."""
+    rows = (json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    return {row["sha1"]: row["extraction"] for row in rows}
 
 
 def build_documents(

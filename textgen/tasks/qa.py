@@ -14,7 +14,6 @@ times. The decoding flags shape the answer search (sampling with top-p 0.95 by d
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textgen.tasks.base import Task
@@ -25,6 +24,8 @@ if TYPE_CHECKING:
     from textgen.qa.generator import Ask
     from textgen.qa.script import Script
 
+# Question copy modes (textgen.qa.generator.question_copy; kept here so --help needs no torch).
+COPY_MODES = ("numbers", "head", "off")
 MIN_PASSAGE_CHARS = 10  # letters and digits; fewer is not a passage one can ask about
 START_FIELDS = ("answer_start", "start")
 
@@ -41,15 +42,17 @@ class QATask(Task):
     )
     # Answers are sampled (algorithms.md 3: top-p 0.95); -n is the number of pairs.
     defaults: ClassVar[dict[str, Any]] = {"do_sample": True, "top_p": 0.95, "num_return_sequences": 5, "max_new_tokens": 32}
-    options: ClassVar[dict[str, Any]] = {"answer": "", "check": True, "question_beams": 1}
+    options: ClassVar[dict[str, Any]] = {"answer": "", "check": True, "question_beams": 1, "copy": "numbers"}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"copy": COPY_MODES}
     option_help: ClassVar[dict[str, str]] = {
+        "copy": "How questions copy from the passage: numbers (a number in a question is a whole number of the "
+        "passage), head (the model's copy head decides when to copy, numbers kept whole; needs a model with a "
+        "copy head) or off. Answers are always spans of the passage.",
         "answer": "Ask about this answer (it must occur in the passage) instead of sampling answers.",
         "check": "Rank pairs by a round trip: how strongly the model, reading the passage and the question, "
         "points back to the answer.",
         "question_beams": "Beam width for the questions; 1 = greedy.",
     }
-    model_dir: Path | None = None  # set by load_task: its textgen.json names the source prefixes
-
     def __init__(self, adapter: Any, **kw: Any) -> None:
         from textgen.models.adapters import BackboneSeq2Seq
 
@@ -57,15 +60,6 @@ class QATask(Task):
             raise ValueError(f"qa needs a UniLM model in textgen's BERT format (trained on answer [SEP] question); "
                              f"{adapter.name} is a {type(adapter).__name__}")
         super().__init__(adapter, **kw)
-
-    @property
-    def source_prefix(self) -> dict[str, str]:
-        """The model's source prefixes (textgen.json ``source_prefix``: ``qa`` for the generator,
-        ``qa_check`` for the reader); none for a model trained without them."""
-        from textgen.models.adapters import textgen_meta
-
-        table = textgen_meta(self.model_dir).get("source_prefix") if self.model_dir else None
-        return {k: v for k, v in table.items() if isinstance(v, str)} if isinstance(table, dict) else {}
 
     @classmethod
     def check_option(cls, name: str, value: Any) -> Any:
@@ -81,7 +75,7 @@ class QATask(Task):
         generator = QAGenerator(
             self.adapter, qa_prefix=self.source_prefix.get("qa", ""), check_prefix=self.source_prefix.get("qa_check", "")
         )
-        beams, check = self.settings["question_beams"], self.settings["check"]
+        run = {"beams": self.settings["question_beams"], "check": self.settings["check"], "copy": self.settings["copy"]}
         results: dict[int, dict[str, Any]] = {}
         free: list[tuple[int, Script]] = []
         asks: list[tuple[int, Ask]] = []
@@ -102,11 +96,11 @@ class QATask(Task):
                         notes.setdefault(i, []).extend(note)
             except ValueError as exc:
                 results[i] = self._error(rec, str(exc))
-        generated = generator.pairs([s for _, s in free], config, config.num_return_sequences, beams=beams, check=check)
+        generated = generator.pairs([s for _, s in free], config, config.num_return_sequences, **run)
         for (i, _), gen in zip(free, generated):
             results[i] = self._pairs_output(records[i], [p.to_dict() for p in gen.pairs], gen.warnings)
         pending = [(i, ask) for i, ask in asks if i not in results]  # records whose every answer was found
-        asked = generator.ask([ask for _, ask in pending], config, beams=beams, check=check)
+        asked = generator.ask([ask for _, ask in pending], config, **run)
         by_record: dict[int, list[tuple[Ask, Any]]] = {}
         for (i, ask), out in zip(pending, asked):
             by_record.setdefault(i, []).append((ask, out))

@@ -124,9 +124,10 @@ class SummarizeTask(Task):
     def prepare(self, texts: list[str]) -> Prepared:
         """Generator inputs: the model's summarize prefix and the extraction; the copy mechanism
         copies from the extraction."""
-        sources = [self.adapter.encode(t) for t in texts]
+        # source_ids: the extraction's own tokens (a chat model's encode wraps it in a prompt)
+        sources = [self.adapter.source_ids(t) for t in texts]
         prefix = self.pipeline.prefix
-        inputs = [self.adapter.encode(prefix + t) for t in texts] if prefix else sources
+        inputs = [self.adapter.encode(prefix + t) for t in texts]
         mode = self.copy_mode()
         if mode == "off":
             return Prepared(inputs)

@@ -37,6 +37,9 @@ PREFIX = {"title": "标题：", "summarize": "摘要：", "qa": "问答：", "qa
 SCHEDULE = ("causal", "title", "masked", "qa", "causal", "title", "summary", "span", "causal", "title")
 LIMITS = {"title": (200, 40), "summary": (320, 160), "qa": (160, 72)}
 QA_WINDOW = 200  # passage characters around the answer
+# Task switches the shipped model presets in its textgen.json ("options"): titles are built from
+# pieces of the article (no made-up numbers; docs/decoding.md "Copy").
+PRESETS = {"title": {"copy": "text"}}
 
 
 def prepare_backbone(base: Path, dropout: float = 0.0) -> BertBackbone:
