@@ -40,8 +40,11 @@ class QATask(Task):
         "flags shape the answer search (sampled, top-p 0.95; --beam K: the K likeliest answers); "
         "questions are greedy (--question-beams K: beam search)."
     )
-    # Answers are sampled (algorithms.md 3: top-p 0.95); -n is the number of pairs.
-    defaults: ClassVar[dict[str, Any]] = {"do_sample": True, "top_p": 0.95, "num_return_sequences": 5, "max_new_tokens": 32}
+    # Answers are sampled (algorithms.md 3: top-p 0.95); -n is the number of pairs. No-repeat 3
+    # stops the loops a weak model falls into in its questions (苏波罗波罗波罗…).
+    defaults: ClassVar[dict[str, Any]] = {
+        "do_sample": True, "top_p": 0.95, "num_return_sequences": 5, "no_repeat_ngram_size": 3, "max_new_tokens": 32,
+    }
     options: ClassVar[dict[str, Any]] = {"answer": "", "check": True, "question_beams": 1, "copy": "numbers"}
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"copy": COPY_MODES}
     option_help: ClassVar[dict[str, str]] = {
