@@ -1,7 +1,8 @@
 """Keyword-to-sentence search on held-out CSL keyword sets: quality under an independent judge,
 and speed against two slower ways of scoring the same proposals, measured in the same run.
 
-Run from the repository root (one command; ~10 minutes on 2 cores, 3 of them training the judge)::
+Run from the repository root (one command; about 10 minutes of CPU on 2 cores, 3 of them training
+the judge)::
 
     python benchmarks/search.py                                  # the embedded mini-zh
     python benchmarks/search.py --model multitask=/work/runs/multitask/best
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,8 +108,8 @@ def main() -> None:
     ap.add_argument("--model", default="mini-zh", help="embedded model name, or NAME=DIR")
     ap.add_argument("--split", default="test", choices=["dev", "test"])
     ap.add_argument("--limit", type=int, default=None, help="use only the first N keyword sets")
-    ap.add_argument("--speed-sets", type=int, default=6)
-    ap.add_argument("--speed-steps", type=int, default=16, help="steps per chain in the speed comparison")
+    ap.add_argument("--speed-sets", type=int, default=3)
+    ap.add_argument("--speed-steps", type=int, default=8, help="steps per chain in the speed comparison")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "search.md")
@@ -123,7 +125,9 @@ def main() -> None:
         started = time.perf_counter()
         judge = train_judge(judge_corpus(pretrain_texts(), [s.reference for s in sets]))
         judge_seconds = time.perf_counter() - started
+        print(f"judge trained in {judge_seconds:.0f} s; searching {len(sets)} keyword sets", file=sys.stderr, flush=True)
         result, rows = quality(task, config, sets, judge)
+        print(f"quality done: {result['seconds_per_sentence']:.2f} s per sentence; timing three scorings", file=sys.stderr, flush=True)
         opts = task.settings
         settings = Settings(steps=args.speed_steps, chains=opts["chains"], candidates=config.top_k,
                             temperature=config.temperature, anneal=opts["anneal"])

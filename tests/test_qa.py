@@ -24,7 +24,7 @@ from textgen.qa.pairs import QAPair, as_question, is_duplicate
 from textgen.qa.prefill import TargetPrefix
 from textgen.qa.rule import rule_question
 from textgen.qa.script import simplify
-from textgen.qa.spans import locate
+from textgen.qa.spans import Spelling
 from textgen.qa.windows import answer_window, tiles
 from textgen.tasks import TASKS, build_config, load_task
 from textgen.tokenizer import ChineseTokenizer, build_vocab
@@ -70,14 +70,27 @@ def test_locate_maps_the_tokens_spelling_back_to_the_users_characters():
     tok = ChineseTokenizer(build_vocab(["馆内藏书超过一百万册", "New York 与 “北京”"], min_char_count=1, min_word_count=1), mode="char")
     adapter = SimpleNamespace(tokenizer=tok)
     window = "他说：New York 的“北京”馆内藏书超过一百万册。"
+    spelling = Spelling(adapter, window)
     ids = lambda text: tok.encode(text)  # noqa: E731
-    lo, hi = locate(adapter, window, ids("new york"))  # lowercased, the space not spelled
+    lo, hi = spelling.locate(adapter, ids("new york"))  # lowercased, the space not spelled
     assert window[lo:hi] == "New York"
-    lo, hi = locate(adapter, window, ids("“北京”"))
+    lo, hi = spelling.locate(adapter, ids("“北京”"))
     assert window[lo:hi] == "“北京”"
-    lo, hi = locate(adapter, window, ids("一百万册。"))  # the full stop is not part of an answer
+    lo, hi = spelling.locate(adapter, ids("一百万册。"))  # the full stop is not part of an answer
     assert window[lo:hi] == "一百万册"
-    assert locate(adapter, window, ids("上海")) is None and locate(adapter, window, ids("。")) is None
+    assert spelling.locate(adapter, ids("上海")) is None and spelling.locate(adapter, ids("。")) is None
+
+
+def test_an_answer_inside_a_word_is_widened_to_the_word():
+    tok = ChineseTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "都江堰", "都", "江", "堰", "在", "四川", "四", "川", "，"], mode="word")
+    adapter = SimpleNamespace(tokenizer=tok)
+    assert [tok.token_text(t) for t in tok.encode("都江堰在四川")] == ["都江堰", "在", "四川"]
+    spelling = Spelling(adapter, "都江堰在四川")
+    assert spelling.locate(adapter, tok.encode("江")) == (0, 3)  # inside 都江堰: the whole word
+    assert spelling.locate(adapter, tok.encode("堰在四")) == (0, 6)
+    assert spelling.locate(adapter, tok.encode("在")) == (3, 4)
+    # an occurrence on token boundaries wins over an earlier one inside a word
+    assert Spelling(adapter, "都江堰在四川，江堰").locate(adapter, tok.encode("江")) == (7, 8)
 
 
 def test_duplicates_are_same_answers_overlapping_spans_or_near_identical_questions():

@@ -108,7 +108,7 @@ def test_list_models_as_json(embedded: Path, user_env: dict[str, str]):
     rows = [m.to_json() for m in list_models()]
     assert [(r["name"], r["source"], r["tasks"]) for r in rows] == [
         ("mini-zh", "embedded", ["title", "continue"]),
-        ("someone/gpt-zh", "hf-cache", ["continue"]),
+        ("someone/gpt-zh", "hf-cache", ["continue", "search"]),  # a causal LM also scores search
     ]
     assert set(rows[0]) == {"name", "source", "path", "size_bytes", "tasks"}
     assert rows[1]["size_bytes"] > 10

@@ -26,7 +26,9 @@ from textgen.prompts import CHAT_TASKS
 
 # The model each task uses when neither --model, TEXTGEN_MODEL nor the config file names one.
 # This is the one place to change when a new embedded model ships.
-DEFAULT_MODELS: dict[str, str] = {"title": "mini-zh-title", "summarize": "mini-zh", "continue": "mini-zh", "search": "mini-zh"}
+DEFAULT_MODELS: dict[str, str] = {
+    "title": "mini-zh-title", "summarize": "mini-zh", "qa": "mini-zh", "continue": "mini-zh-lm", "search": "mini-zh-lm",
+}
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 SOURCES = ("embedded", "local", "hf-cache")

@@ -5,7 +5,8 @@ For each passage:
 1. **Answers.** The passage is covered by windows (``windows.tiles``); from each window the model
    samples answers (top-p 0.95 by default) until the first ``[SEP]`` of its ``answer [SEP]
    question`` target, under the span constraint (``spans``): every answer is one contiguous piece
-   of its window by construction. Of the answers at one place of the passage (same text, or
+   of its window by construction (an answer starting or ending inside a word is widened to the
+   whole word: 江堰 in 都江堰 becomes 都江堰). Of the answers at one place of the passage (same text, or
    overlapping spans) the likeliest stays; the 2n likeliest places, spread over the windows, go on.
 2. **Questions.** Each answer is re-read in the training window centred on it
    (``windows.answer_window``) and its question decoded after the target prefix ``answer [SEP]``
@@ -66,11 +67,12 @@ class Generated:
 
 
 def question_config(config: DecodingConfig, beams: int) -> DecodingConfig:
-    """How questions are decoded: ``beams`` (1 = greedy) with the user's length and repetition rules."""
+    """How questions are decoded: ``beams`` (1 = greedy) with the user's length and repetition
+    rules; at least one token, since an empty question is never an answer's question."""
     return DecodingConfig(
         num_beams=beams,
         max_new_tokens=config.max_new_tokens,
-        min_new_tokens=config.min_new_tokens,
+        min_new_tokens=max(config.min_new_tokens, 1),
         no_repeat_ngram_size=config.no_repeat_ngram_size,
         repetition_penalty=config.repetition_penalty,
         length_penalty=config.length_penalty,
@@ -199,8 +201,9 @@ class QAGenerator:
             constraint = spans.answer_constraint(self.adapter, texts, aconfig.max_new_tokens)
             hyps = generate(self.adapter, sources, aconfig, processors=[constraint])
             for j, text, hs in zip(rows, texts, hyps):
+                spelling = spans.Spelling(self.adapter, text)
                 for h in hs:
-                    span = spans.locate(self.adapter, text, h.token_ids) if h.finished and h.token_ids else None
+                    span = spelling.locate(self.adapter, h.token_ids) if h.finished and h.token_ids else None
                     if span is not None:
                         found[j].append((*span, h.score / (len(h.token_ids) + 1)))
         return found

@@ -3,9 +3,9 @@
 ``answer_constraint`` is the decoding constraint: the text-level copy constraint of
 ``textgen.decoding.copy`` with one piece (``TextCopy``, ``max_pieces=1``), so an answer can only be
 one contiguous piece of its window's text, and a number in it is a whole number of the window.
-``locate`` then finds that piece in the window the user gave. The constraint matches the text as
-the tokenizer spells it (lowercased, accents and spaces dropped, a few characters replaced, e.g.
-curly quotes), so the window is spelled the same way, character by character, keeping each
+``Spelling.locate`` then finds that piece in the window the user gave. The constraint matches the
+text as the tokenizer spells it (lowercased, accents and spaces dropped, a few characters replaced,
+e.g. curly quotes), so the window is spelled the same way, character by character, keeping each
 character's offset.
 """
 
@@ -23,38 +23,58 @@ def answer_constraint(adapter: BackboneSeq2Seq, windows: Sequence[str], max_new_
     return TextCopy.for_adapter(adapter, windows, max_pieces=1, max_new_tokens=max_new_tokens)
 
 
-def _spelled(adapter: BackboneSeq2Seq, window: str) -> tuple[str, list[int]]:
-    """``window`` as its tokens spell it, and the offset in ``window`` of each spelled character.
-    A character the vocabulary lacks ([UNK]) spells nothing: no answer can hold it."""
-    tok = adapter.tokenizer
-    spelling: dict[str, str] = {}
-    chars, owner = [], []
-    for i, ch in enumerate(window):
-        if ch not in spelling:
-            spelling[ch] = "".join(tok.token_text(t) for t in tok.encode(ch))
-        for c in spelling[ch]:
-            chars.append(c)
-            owner.append(i)
-    return "".join(chars), owner
-
-
 # Clause punctuation and spaces at either end of a span are not part of an answer (brackets and
 # quotes are: 《战国无双3》).
 _LOOSE = " \t\n\r\u3000，。、；：！？,.;:!?"
 
 
-def locate(adapter: BackboneSeq2Seq, window: str, ids: Sequence[int]) -> tuple[int, int] | None:
-    """The span ``(lo, hi)`` of ``window`` that the answer tokens ``ids`` spell (their first
-    occurrence) without clause punctuation at its ends, or None when they spell no piece of it
-    (or only punctuation)."""
-    answer = "".join(adapter.tokenizer.token_text(int(i)) for i in ids)
-    spelled, owner = _spelled(adapter, window)
-    at = spelled.find(answer) if answer else -1
-    if at < 0:
-        return None
-    lo, hi = owner[at], owner[at + len(answer) - 1] + 1
-    while lo < hi and window[lo] in _LOOSE:
-        lo += 1
-    while hi > lo and window[hi - 1] in _LOOSE:
-        hi -= 1
-    return (lo, hi) if lo < hi else None
+class Spelling:
+    """A window as its tokens spell it, to find answers in it.
+
+    ``text`` is the window spelled character by character as the tokenizer spells it (a character
+    the vocabulary lacks spells nothing, so no answer holds it) and ``owner[j]`` the window offset of
+    spelled character j. ``cuts`` are the window offsets where the window's own tokens start and
+    end: the copy constraint lets a piece start inside a word (江堰 out of 都江堰), and such an answer
+    is widened to the whole words it touches."""
+
+    def __init__(self, adapter: BackboneSeq2Seq, window: str) -> None:
+        tok = adapter.tokenizer
+        self.window = window
+        spelling: dict[str, str] = {}
+        chars, owner = [], []
+        for i, ch in enumerate(window):
+            if ch not in spelling:
+                spelling[ch] = "".join(tok.token_text(t) for t in tok.encode(ch))
+            chars += spelling[ch]
+            owner += [i] * len(spelling[ch])
+        self.text, self.owner = "".join(chars), owner
+        self.cuts = {0, len(window)}
+        at = 0
+        for t in tok.encode(window):
+            piece = tok.token_text(t)
+            if not self.text.startswith(piece, at):
+                break  # the window's tokens spell it differently from its characters: no cuts beyond here
+            if piece:
+                self.cuts |= {owner[at], owner[at + len(piece) - 1] + 1}
+            at += len(piece)
+
+    def locate(self, adapter: BackboneSeq2Seq, ids: Sequence[int]) -> tuple[int, int] | None:
+        """The span ``(lo, hi)`` of the window that the answer tokens ``ids`` spell: its first
+        occurrence on token boundaries, else its first occurrence widened to them, without clause
+        punctuation at its ends; None when they spell no piece of the window (or only punctuation)."""
+        answer = "".join(adapter.tokenizer.token_text(int(i)) for i in ids)
+        spans = []
+        at = self.text.find(answer) if answer else -1
+        while at >= 0:
+            spans.append((self.owner[at], self.owner[at + len(answer) - 1] + 1))
+            at = self.text.find(answer, at + 1)
+        if not spans:
+            return None
+        aligned = [(lo, hi) for lo, hi in spans if lo in self.cuts and hi in self.cuts]
+        lo, hi = aligned[0] if aligned else spans[0]
+        lo, hi = max(c for c in self.cuts if c <= lo), min(c for c in self.cuts if c >= hi)
+        while lo < hi and self.window[lo] in _LOOSE:
+            lo += 1
+        while hi > lo and self.window[hi - 1] in _LOOSE:
+            hi -= 1
+        return (lo, hi) if lo < hi else None

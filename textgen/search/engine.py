@@ -2,7 +2,7 @@
 
     from textgen.search import Searcher, Settings, load_backbone_lm
 
-    searcher = Searcher(load_backbone_lm("mini-zh"))
+    searcher = Searcher(load_backbone_lm("mini-zh-lm"))
     result = searcher.search("keywords", ["图书馆", "开放", "市民"], Settings(steps=48), key="seed 1")
     print(result.outputs[0])               # (text, log score)
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from textgen.search.lm import BackboneLM, HFScorer
+from textgen.search.lm import BackboneLM, HFScorer, TextScorer
 from textgen.tasks.base import CHARS_PER_TOKEN
 from textgen.search.problems import (
     SearchInputError,
@@ -49,7 +49,7 @@ class BackboneTextScorer:
 
 
 class Searcher:
-    def __init__(self, lm: BackboneLM, scorer: HFScorer | BackboneTextScorer | None = None) -> None:
+    def __init__(self, lm: BackboneLM, scorer: TextScorer | None = None) -> None:
         self.lm = lm
         self.scorer = scorer
 
@@ -122,7 +122,7 @@ def load_backbone_lm(spec: str | Path, *, device: str = "cpu", allow_pickle: boo
     return BackboneLM(model, tokenizer, name=info.name, window=meta_tokens(info.path, "max_context_tokens"), bf16=bf16)
 
 
-def from_adapter(adapter: Any, proposer: str = "", *, default_proposer: str = "mini-zh", allow_pickle: bool = False) -> Searcher:
+def from_adapter(adapter: Any, proposer: str = "", *, default_proposer: str = "mini-zh-lm", allow_pickle: bool = False) -> Searcher:
     """The searcher of a task's causal adapter: our backbone proposes and scores by itself; any
     other causal LM scores, and ``proposer`` (default ``default_proposer``) proposes."""
     from textgen.models.adapters import BackboneCausal

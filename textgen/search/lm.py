@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -228,6 +228,17 @@ class BackboneLM:
             vectors = self.model.word_embeddings(ids).float() * mask[..., None]
             pooled = vectors.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+class TextScorer(Protocol):
+    """A fluency scorer that reads text (another tokenizer than the proposal model's)."""
+
+    name: str
+    window: int | None  # the longest sequence it reads, in its own tokens
+
+    def length(self, text: str) -> int: ...
+
+    def sentence_logp(self, texts: Sequence[str]) -> torch.Tensor: ...
 
 
 class HFScorer:

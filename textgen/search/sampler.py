@@ -44,7 +44,7 @@ import torch
 
 from textgen.evaluation.lm import counted_chars
 from textgen.search import state as st
-from textgen.search.lm import BackboneLM, HFScorer
+from textgen.search.lm import BackboneLM, TextScorer
 from textgen.search.state import FIXED, Place, State
 from textgen.search.target import Fluency, log_softmax
 
@@ -79,7 +79,7 @@ class Settings:
 
 @dataclass
 class Problem:
-    """One input to search: the initial state, the move probabilities, and the scorer of states."""
+    """One input to search: the initial state, its moves and target, and what the outputs must be."""
 
     state: State
     moves: dict[str, float]  # move name -> probability: insert, delete, replace, gibbs, mlm_replace
@@ -135,10 +135,10 @@ class _Plan:
 
 
 class Sampler:
-    """Runs problems with one proposal model (``lm``) and one fluency scorer: ``lm`` itself, or a
-    Hugging Face causal LM (``scorer``), which then reads rendered texts."""
+    """Runs problems with one proposal model (``lm``) and one fluency scorer: ``lm`` itself, or
+    ``scorer`` (a Hugging Face causal LM, another backbone), which then reads rendered texts."""
 
-    def __init__(self, lm: BackboneLM, settings: Settings, scorer: HFScorer | None = None) -> None:
+    def __init__(self, lm: BackboneLM, settings: Settings, scorer: TextScorer | None = None) -> None:
         self.lm = lm
         self.settings = settings
         self.scorer = scorer
