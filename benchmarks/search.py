@@ -4,7 +4,8 @@ and speed against two slower ways of scoring the same proposals, measured in the
 Run from the repository root (one command; about 10 minutes of CPU on 2 cores, 3 of them training
 the judge)::
 
-    python benchmarks/search.py                                  # the embedded mini-zh
+    python benchmarks/search.py                     # the search task's default model (mini-zh-lm)
+    python benchmarks/search.py --model mini-zh     # another embedded model
     python benchmarks/search.py --model multitask=/work/runs/multitask/best
 
 Quality: every keyword set of the split (``textgen/search/heldout.py``: CSL author keywords,
@@ -20,8 +21,8 @@ with a KV cache, only suffixes run), ``batched`` (the same batch, whole sentence
 their text) and ``one-by-one`` (one forward pass per candidate sentence). Proposals per second,
 acceptance rate, seconds per sentence; the ratios to ``ours`` are the load-independent numbers.
 
-Writes ``--out`` (JSON: settings, machine and load, every number, each set's output) and the
-"Benchmark" section of ``--doc``. No reference sentence is written (shared data stays outside the
+Writes ``--out`` (default ``benchmarks/results/search-<model>.json``: settings, machine and load,
+every number, each set's output) and the "Benchmark: <model>" section of ``--doc``. No reference sentence is written (shared data stays outside the
 repository); outputs are generated text.
 """
 
@@ -35,15 +36,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, freeze_model, machine, machine_line, markdown_table, parse_model_arg, rel, set_threads, write_json, write_section
+# Spinning OpenMP threads make torch many times slower on cores shared with other jobs (and the
+# cached suffix passes, many small ones, suffer most); set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from textgen.io import Record
-from textgen.models.registry import resolve
-from textgen.search import BackboneTextScorer, Searcher, Settings
-from textgen.search.evaluate import judge_corpus, report, run_sets, train_judge
-from textgen.search.heldout import keyword_sets
-from textgen.tasks import TASKS, build_config, load_task
-from textgen.training.corpus import pretrain_texts
+from common import ROOT, freeze_model, machine, machine_line, markdown_table, parse_model_arg, rel, set_threads, write_json, write_section  # noqa: E402
+
+from textgen.io import Record  # noqa: E402
+from textgen.models.registry import DEFAULT_MODELS, resolve  # noqa: E402
+from textgen.search import BackboneTextScorer, Searcher, Settings  # noqa: E402
+from textgen.search.evaluate import judge_corpus, report, run_sets, train_judge  # noqa: E402
+from textgen.search.heldout import keyword_sets  # noqa: E402
+from textgen.tasks import TASKS, build_config, load_task  # noqa: E402
+from textgen.training.corpus import pretrain_texts  # noqa: E402
 
 
 class OneByOne(BackboneTextScorer):
@@ -105,19 +110,19 @@ def speed(searcher: Searcher, sets: list[Any], settings: Settings, gamma: float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="mini-zh", help="embedded model name, or NAME=DIR")
+    ap.add_argument("--model", default=DEFAULT_MODELS["search"], help="embedded model name, or NAME=DIR")
     ap.add_argument("--split", default="test", choices=["dev", "test"])
     ap.add_argument("--limit", type=int, default=None, help="use only the first N keyword sets")
     ap.add_argument("--speed-sets", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/search-<model>.json")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "search.md")
     args = ap.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     threads = set_threads(args.threads)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         label, path, provenance = model_path(args.model, Path(tmp))
+        args.out = args.out or ROOT / "benchmarks" / "results" / f"search-{label}.json"
         task = load_task("search", path, model=label)
         config = build_config(TASKS["search"].defaults, {"seed": 0})
         sets = keyword_sets(args.split)[: args.limit]
@@ -136,7 +141,7 @@ def main() -> None:
         "split": args.split,
         "settings": {k: opts[k] for k in ("steps", "chains", "gamma", "anneal")} | {
             "top_k": config.top_k, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens, "seed": 0},
-        "machine": machine() | {"threads": threads, "load_average_before": [round(x, 2) for x in load_before],
+        "machine": machine() | {"threads": threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"], "load_average_before": [round(x, 2) for x in load_before],
                                 "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "judge_seconds": round(judge_seconds, 1),
         "quality": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items() if k != "bits_per_char"}
@@ -145,7 +150,7 @@ def main() -> None:
         "sets": rows,
     }
     write_json(args.out, data, rows="sets")
-    write_section(args.doc, "Search", "Benchmark", report_markdown(data, args))
+    write_section(args.doc, "Search", f"Benchmark: {data['model']['label']}", report_markdown(data, args))
     print(report_markdown(data, args))
 
 
@@ -165,7 +170,7 @@ def report_markdown(d: dict[str, Any], args: argparse.Namespace) -> str:
         [[name, f"{v['proposals_per_second']:.1f}", f"{v['acceptance']:.2f}", f"{v['seconds_per_sentence']:.2f}",
           f"{v.get('ours_speedup', 1.0):.2f}"] for name, v in sp.items() if isinstance(v, dict)],
     )
-    return f"""Written by `python benchmarks/search.py{' --model ' + args.model if args.model != 'mini-zh' else ''}` on {machine_line(m)}; load average {m['load_average_before'][0]} before, {m['load_average_after'][0]} after (other jobs shared the 2 cores). Raw numbers and every output: `{rel(args.out)}`.
+    return f"""Written by `python benchmarks/search.py --model {args.model}` on {machine_line(m)}; load average {m['load_average_before'][0]} before, {m['load_average_after'][0]} after (other jobs shared the 2 cores). Raw numbers and every output: `{rel(args.out)}`.
 
 Model `{d['model']['label']}`; split csl-kg-{d['split']} ({q['sets']} keyword sets, {q['keywords_per_set']:.2f} keywords each); task defaults: {s['chains']} chains x {s['steps']} steps, top-k {s['top_k']}, gamma {s['gamma']}, temperature {s['temperature']}, anneal {s['anneal']}, max_new_tokens {s['max_new_tokens']}, seed 0.
 

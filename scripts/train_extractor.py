@@ -9,7 +9,7 @@ starts where the work is not done yet.
 1. clause vectors of every legal case (``legal-train`` with CAIL2020, ``legal-dev``, ``legal-test``)
    from the frozen backbone, with the oracle labels (``vectors-<split>.pt``);
 2. cross-fitting on ``legal-train`` (``--folds``, SPACES uses 15): each fold's tagger is trained on
-   the others and predicts its own documents (``fold-<k>-...pt``); the out-of-fold extractions are
+   the others and predicts its own documents (``fold-<k>-of-<folds>.pt``); the out-of-fold extractions are
    written to ``oof-legal-train.jsonl`` for the generator's training (one line per training
    document, in ``summary_pairs("legal-train")`` order: ``index``, ``sha1`` of the document,
    ``probs`` per clause, ``selected`` clause indices, ``extraction``: what ``textgen summarize``
@@ -84,27 +84,6 @@ def load_documents(split: str, encoder: ClauseEncoder, cache: Path, key: str) ->
     return docs
 
 
-def out_of_fold(docs: list[Document], cfg: TrainConfig, folds: int, cache: Path, key: str) -> list[list[float]]:
-    """Cross-fitted probabilities, one fold at a time, each fold cached as it finishes."""
-    from textgen.summarize.training import folds_of
-
-    fold = folds_of(len(docs), folds, cfg.seed)
-    probs: list[list[float]] = [[] for _ in docs]
-    for f in range(folds):
-        path = cache / f"fold-{f}-of-{folds}-w{cfg.width}-e{cfg.epochs}.pt"
-        saved = torch.load(path, weights_only=False) if path.exists() else {}
-        if saved.get("key") != key:
-            held = [i for i, g in enumerate(fold) if g == f]
-            inside = [d for d, g in zip(docs, fold) if g != f]
-            tagger, run = train_tagger(inside, [docs[i] for i in held], cfg, lambda m: log(f"fold {f + 1}/{folds} {m}"))
-            saved = {"key": key, "held": held, "probs": predict(tagger, [docs[i] for i in held]), "run": run}
-            torch.save(saved, path)
-        log(f"fold {f + 1}/{folds}: best epoch {saved['run']['epoch']}, held-out main {saved['run']['score']:.2f}")
-        for i, p in zip(saved["held"], saved["probs"]):
-            probs[i] = p
-    return probs
-
-
 def rouge_table(docs: list[Document], probs: list[list[float]], rule: dict) -> dict[str, float]:
     """Char ROUGE-1/2/L F1 (x100, mean over documents) of the extract-only summaries under ``rule``."""
     sums = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
@@ -148,7 +127,7 @@ def main() -> None:
     fold_key = f"{key}-{args.folds}-{cfg}"
     oof_main = None
     if args.folds > 1:
-        oof = out_of_fold(docs["legal-train"], cfg, args.folds, cache, fold_key)
+        oof, _ = cross_fit(docs["legal-train"], args.folds, cfg, log, store=cache, key=fold_key)
         meta_info = textgen_meta(model_dir)
         prefix = (meta_info.get("source_prefix") or {}).get("summarize", "")
         budget = (meta_tokens(model_dir, "max_source_tokens") or encoder.max_tokens) - len(tokenizer.encode(prefix))

@@ -110,3 +110,14 @@ def test_eval_reports_the_model_its_extractor_and_the_baselines(summarize_model:
     assert table.exit_code == 0 and "oracle extraction" in table.stdout and "CAIL" in table.stdout
     bad = run("eval", "summarize", "--data", data, "-m", summarize_model, "--ref-field", "nope")
     assert bad.exit_code == 2 and "no reference summary" in bad.stderr
+
+
+def test_a_document_longer_than_other_tasks_read_is_scored_whole(summarize_model: Path):
+    from textgen.io import Record
+    from textgen.tasks import TASKS, build_config, load_task
+
+    task = load_task("summarize", summarize_model, model="tiny", extract_only=True)
+    document = (JUDGEMENT.replace("\n", "") + "\n") * 600  # 120,000 characters
+    assert len(document) > TASKS["title"].max_chars
+    out = task.run([Record(1, document)], build_config(TASKS["summarize"].defaults, {}))[0]
+    assert out["extraction"]["of"] == len(split_clauses(document)) and "warnings" not in out

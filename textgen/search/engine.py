@@ -122,10 +122,11 @@ def load_backbone_lm(spec: str | Path, *, device: str = "cpu", allow_pickle: boo
     return BackboneLM(model, tokenizer, name=info.name, window=meta_tokens(info.path, "max_context_tokens"), bf16=bf16)
 
 
-def from_adapter(adapter: Any, proposer: str = "", *, default_proposer: str = "mini-zh-lm", allow_pickle: bool = False) -> Searcher:
+def from_adapter(adapter: Any, proposer: str = "", *, allow_pickle: bool = False) -> Searcher:
     """The searcher of a task's causal adapter: our backbone proposes and scores by itself; any
-    other causal LM scores, and ``proposer`` (default ``default_proposer``) proposes."""
+    other causal LM scores, and ``proposer`` (default: the search task's default model) proposes."""
     from textgen.models.adapters import BackboneCausal
+    from textgen.models.registry import DEFAULT_MODELS
 
     device = str(adapter.device)
     if isinstance(adapter, BackboneCausal):
@@ -134,4 +135,4 @@ def from_adapter(adapter: Any, proposer: str = "", *, default_proposer: str = "m
             return Searcher(lm)
         return Searcher(load_backbone_lm(proposer, device=device, allow_pickle=allow_pickle), BackboneTextScorer(lm))
     scorer = HFScorer(adapter.model, adapter.tokenizer, name=adapter.name)
-    return Searcher(load_backbone_lm(proposer or default_proposer, device=device, allow_pickle=allow_pickle), scorer)
+    return Searcher(load_backbone_lm(proposer or DEFAULT_MODELS["search"], device=device, allow_pickle=allow_pickle), scorer)

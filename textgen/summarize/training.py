@@ -117,19 +117,30 @@ def cross_fit(
     k: int,
     cfg: TrainConfig,
     log: Callable[[str], None] = lambda _: None,
+    store: Path | None = None,
+    key: str = "",
 ) -> tuple[list[list[float]], list[dict]]:
     """Out-of-fold probabilities for every document: ``k`` taggers, each trained on the other
-    folds, its checkpoint chosen on its own fold, predicting only that fold."""
+    folds, its checkpoint chosen on its own fold, predicting only that fold. With ``store`` each
+    fold is saved there as it finishes (``fold-F-of-K.pt``, tagged with ``key``), so a stopped
+    run resumes with the next fold."""
     fold = folds_of(len(docs), k, cfg.seed)
     probs: list[list[float]] = [[] for _ in docs]
     runs = []
     for f in range(k):
-        inside = [d for d, g in zip(docs, fold) if g != f]
-        held = [i for i, g in enumerate(fold) if g == f]
-        tagger, run = train_tagger(inside, [docs[i] for i in held], cfg, lambda m, f=f: log(f"fold {f + 1}/{k} {m}"))
-        for i, p in zip(held, predict(tagger, [docs[i] for i in held])):
+        path = Path(store) / f"fold-{f}-of-{k}.pt" if store is not None else None
+        saved = torch.load(path, weights_only=False) if path is not None and path.exists() else {}
+        if saved.get("key") != key:
+            held = [i for i, g in enumerate(fold) if g == f]
+            inside = [d for d, g in zip(docs, fold) if g != f]
+            tagger, run = train_tagger(inside, [docs[i] for i in held], cfg, lambda m, f=f: log(f"fold {f + 1}/{k} {m}"))
+            saved = {"key": key, "held": held, "probs": predict(tagger, [docs[i] for i in held]), "run": run}
+            if path is not None:
+                torch.save(saved, path)
+        log(f"fold {f + 1}/{k}: best epoch {saved['run']['epoch']}, held-out main {saved['run']['score']:.2f}")
+        for i, p in zip(saved["held"], saved["probs"]):
             probs[i] = p
-        runs.append({"fold": f, **run})
+        runs.append({"fold": f, **saved["run"]})
     return probs, runs
 
 

@@ -73,7 +73,7 @@ class SearchTask(Task):
         "keep": "rewrite: words to keep as they are (separated by spaces, commas or 、).",
         "trace": "Append every chain step (step, move, accepted, text, log score) to this JSONL file.",
         "proposer": "A BERT-family model that proposes the candidates when --model is another kind of causal LM "
-        "(default: mini-zh); with a BERT-family --model, that model scores and this one proposes.",
+        "(default: the search task's default model); with a BERT-family --model, that model scores and this one proposes.",
     }
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"mode": MODES}
 

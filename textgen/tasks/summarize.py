@@ -46,6 +46,9 @@ class SummarizeTask(Task):
         "threshold": "Extract only clauses more likely than this (0: the likeliest clauses that fit, which "
         "favours recall; SPACES used 0.2 with a stronger extractor).",
     }
+    # Summaries read long documents whole (every clause is scored): 50x the 100,000 characters other
+    # tasks read; 1,000,000 characters take 36 s and 1.2 GB here (docs/summarize.md).
+    max_chars: ClassVar[int] = 5_000_000
     _max_new_tokens: int | None = None  # of the run in progress (the copy rules end numbers before the cap)
 
     @classmethod
