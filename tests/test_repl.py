@@ -69,7 +69,9 @@ def prompt(task: str) -> str:
 
 def spawn(*args: str) -> pexpect.spawn:
     env = subprocess_env({"PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"})
-    return pexpect.spawn(TEXTGEN, list(args), env=env, encoding="utf-8", timeout=60, dimensions=(40, 200))
+    # codec_errors: Ctrl-C can interrupt a streamed write in the middle of a character (docs/chat.md)
+    return pexpect.spawn(TEXTGEN, list(args), env=env, encoding="utf-8", codec_errors="replace", timeout=60,
+                         dimensions=(40, 200))
 
 
 @pytest.mark.skipif(TEXTGEN is None, reason="the textgen console script is not installed")

@@ -107,6 +107,27 @@ def test_keywords_are_present_and_unsplit_after_every_accepted_move(lm: Backbone
     assert result.outputs and all(k in result.outputs[0][0] for k in keywords)
 
 
+def test_no_added_word_repeats_a_word_of_the_sentence(lm: BackboneLM):
+    """The target is 0 for a sentence whose added word occurs twice (图书馆图书馆), so no chain
+    visits one and none is returned; the tiny model's vocabulary holds such words."""
+    words = lm.words
+    assert lm.tokenizer.token_to_id["图书馆"] in words
+    problem = keywords_problem(lm, ["图书馆", "市民"], gamma=0.8)
+    problem.distinct_words = True
+    sampler = Sampler(lm, Settings(steps=40, chains=4, candidates=0, outputs=5))
+    visited = []
+    result = sampler.run(problem, "seed", on_step=lambda step: visited.append(step.state))
+    assert not any(st.repeats_a_word(s, words) for s in visited)
+    added = [t for s in visited for seg in s if seg.kind == FREE for t in seg.tokens]
+    assert any(t in words for t in added)  # words were added, just never twice
+    assert result.outputs and all(o.count("图书馆") == 1 and o.count("市民") == 1 for o, _ in result.outputs)
+    # Without the constraint the same chains do repeat words (so the test could fail).
+    problem.distinct_words = False
+    visited.clear()
+    sampler.run(problem, "seed", on_step=lambda step: visited.append(step.state))
+    assert any(st.repeats_a_word(s, words) for s in visited)
+
+
 # ---------------------------------------------------------------------- exact Metropolis-Hastings
 def test_full_vocabulary_replace_is_always_accepted(lm: BackboneLM):
     start = keywords_start(["市民"], lm.encode, lm.tokenizer.unk_id)

@@ -97,7 +97,8 @@ class Searcher:
         else:
             target = Fluency(gamma)
         problem = Problem(start.state, start.moves, target, max_free, exclude_text=text if mode == "rewrite" else None,
-                          fill_blanks=mode == "infill", one_sentence=mode != "rewrite")
+                          fill_blanks=mode == "infill", one_sentence=mode != "rewrite",
+                          distinct_words=mode != "rewrite")
         result = Sampler(self.lm, settings, self.scorer).run(problem, key, on_step)
         result.warnings = [*start.warnings, *result.warnings]
         return result

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from textgen.tokenizer import is_punctuation
+from textgen.tokenizer import is_cjk, is_punctuation
 
 SENTENCE_ENDS = "。！？!?…"
 
@@ -114,6 +114,8 @@ class BackboneLM:
         # Fixed-length blanks take exactly one character (not a punctuation mark) per blank.
         self.single_char = self.proposable & ~self.punctuation & torch.tensor([len(t) == 1 for t in texts], device=self.device)
         self.sentence_end = torch.tensor([bool(t) and t[-1] in SENTENCE_ENDS for t in texts], device=self.device)
+        # Words (two or more CJK characters): a searched sentence should not say one twice.
+        self.words = frozenset(i for i, t in enumerate(texts) if len(t) > 1 and all(map(is_cjk, t)))
 
     # ------------------------------------------------------------------ text
     def encode(self, text: str) -> list[int]:

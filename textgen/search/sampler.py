@@ -88,6 +88,7 @@ class Problem:
     exclude_text: str | None = None  # rewrite: never return the input itself
     fill_blanks: bool = False  # infill: a returned sentence has something in every blank
     one_sentence: bool = False  # keywords, infill: no sentence end proposed (the text holds its own)
+    distinct_words: bool = False  # keywords, infill: rho = 0 when an added word repeats one (state.repeats_a_word)
 
 
 @dataclass
@@ -313,6 +314,8 @@ class Sampler:
                 logp = (prefix.logp[owner] + self.lm.suffix_logp(prefix, owner, suffixes)).cpu()
             rows = [[*plans[r].prefix, *suffix] for r, suffix in zip(owner, suffixes)]
             scores = problem.target(rows, logp).tolist()
+            if problem.distinct_words:  # a hard constraint of the target: such sentences have rho = 0
+                scores = [-math.inf if st.repeats_a_word(y, self.lm.words) else v for y, v in zip(states, scores)]
             _add(pool, states, scores)
         at = 0
         for plan in plans:
@@ -326,6 +329,8 @@ class Sampler:
         p = problem.moves
         x = chain.state
         pi = [v / temperature for v in scores]
+        if plan.move != "delete" and max(pi) == -math.inf:
+            return plan.index, plan.move, False, False  # every candidate breaks a constraint
         if plan.move == "delete":
             reverse = log_softmax(pi[:-1])  # the insertion that would restore x
             ix = plan.candidates.index(plan.current)

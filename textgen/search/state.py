@@ -114,6 +114,14 @@ def deleted(state: State, place: Place) -> State:
     return _with_tokens(state, place.seg, (*t[: place.k], *t[place.k + 1 :]))
 
 
+def repeats_a_word(state: State, words: frozenset[int]) -> bool:
+    """Whether a free token that is a word (``words``: multi-character tokens) occurs twice in the
+    sentence: 图书馆图书馆, or a keyword said again. Locked tokens alone never count, so a user's
+    own repetition stays allowed."""
+    ids = token_ids(state)
+    return any(t in words and ids.count(t) > 1 for seg in state if seg.kind == FREE for t in seg.tokens)
+
+
 def render(state: State, decode: Callable[[Sequence[int]], str]) -> str:
     """The text of a state: locked segments as written, the others decoded. A space separates two
     segments only where both sides are latin letters or digits (``GPU`` + ``加速`` stays glued)."""

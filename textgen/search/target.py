@@ -2,7 +2,8 @@
 
 * ``Fluency``: ``log ρ(x) = γ · log p(x)`` under the fluency LM, for keywords and infill. The hard
   constraints (keywords present, text around blanks kept) are not scored: the moves never break
-  them. γ < 1 flattens the LM's preference for short sentences (algorithms.md 4.4).
+  them; the sampler zeroes ρ of a sentence that repeats an added word (``Problem.distinct_words``).
+  γ < 1 flattens the LM's preference for short sentences (algorithms.md 4.4).
 * ``Rewrite``: fluency, plus ``β · log sim(x, source)`` (cosine of the mean input embeddings of
   their tokens, floored at 0.01) so that the meaning stays, minus ``δ · copy(x, source)`` (the
   share of the source's token bigrams that ``x`` still contains) so that the wording changes.
