@@ -251,3 +251,15 @@ def test_scores_are_char_rouge_and_the_word_level_cail_score():
     partial = score_summaries(["被告支付货款。"], refs[:1])
     assert 0 < partial["cail"] < partial["rouge1"] < 100  # words match less often than characters
     json.dumps(perfect)
+
+
+def test_a_summary_may_stop_at_half_its_source_and_the_minimum_follows_its_beam():
+    from textgen.summarize.length import MinNewTokensPerRow, source_bound_minimums
+
+    assert source_bound_minimums(60, [10, 200]) == [5, 60]
+    rule = MinNewTokensPerRow([2, 5], eos_token_ids=[3])
+    logits = torch.zeros(2, 6)
+    out = rule(torch.zeros(2, 3, dtype=torch.long), logits)
+    assert out[0, 3] == 0 and out[1, 3] == float("-inf") and torch.isfinite(out[1, :3]).all()
+    rule.reorder(torch.tensor([1, 1]))  # both rows now continue the second input's beam
+    assert (rule(torch.zeros(2, 3, dtype=torch.long), logits)[:, 3] == float("-inf")).all()

@@ -50,6 +50,7 @@ class SummarizeTask(Task):
     # tasks read; 1,000,000 characters take 36 s and 1.2 GB here (docs/summarize.md).
     max_chars: ClassVar[int] = 5_000_000
     _max_new_tokens: int | None = None  # of the run in progress (the copy rules end numbers before the cap)
+    _min_new_tokens: int = 0  # of the run in progress, applied per summary (textgen.summarize.length)
 
     @classmethod
     def check_option(cls, name: str, value: Any) -> Any:
@@ -90,9 +91,10 @@ class SummarizeTask(Task):
             else:
                 todo.append((i, extraction))
         if todo:
-            self._max_new_tokens = config.max_new_tokens
+            self._max_new_tokens, self._min_new_tokens = config.max_new_tokens, config.min_new_tokens
             shortened = [replace(records[i], text=e.text) for i, e in todo]
-            for (i, extraction), out in zip(todo, self._decode(shortened, config)):
+            outputs = self._decode(shortened, config.replace(min_new_tokens=0))  # the minimum goes per summary
+            for (i, extraction), out in zip(todo, outputs):
                 warnings = [*out.get("warnings", []), *extraction.notes]
                 if extraction.dropped:
                     warnings.append(f"{extraction.dropped} more clauses passed the threshold but did not fit in the "
@@ -131,12 +133,18 @@ class SummarizeTask(Task):
         sources = [self.adapter.source_ids(t) for t in texts]
         prefix = self.pipeline.prefix
         inputs = [self.adapter.encode(prefix + t) for t in texts]
-        mode = self.copy_mode()
-        if mode == "off":
-            return Prepared(inputs)
-        from textgen.decoding.copy import copy_processors
+        processors: list[Any] = []
+        if self._min_new_tokens:
+            from textgen.summarize.length import MinNewTokensPerRow, source_bound_minimums
 
-        return Prepared(inputs, copy_processors(self.adapter, sources, mode, max_new_tokens=self._max_new_tokens))
+            minimums = source_bound_minimums(self._min_new_tokens, [len(s) for s in sources])
+            processors.append(MinNewTokensPerRow(minimums, self.adapter.eos_token_ids))
+        mode = self.copy_mode()
+        if mode != "off":
+            from textgen.decoding.copy import copy_processors
+
+            processors += copy_processors(self.adapter, sources, mode, max_new_tokens=self._max_new_tokens)
+        return Prepared(inputs, processors)
 
     def _extractive(self, rec: Record, extraction: Extraction) -> dict[str, Any]:
         probs = extraction.probs

@@ -66,6 +66,8 @@ def model_meta(name: str, window: int) -> dict:
         "decoding": {
             "title": {"num_beams": 3, "no_repeat_ngram_size": 3, "repetition_penalty": 1.5, "max_new_tokens": 32},
             "continue": {"do_sample": True, "top_p": 0.95, "max_new_tokens": 64},
+            # tuned on legal-dev (docs/summarize.md): min 60 new tokens raised ROUGE-L 15.89 -> 18.04
+            "summarize": {"num_beams": 3, "no_repeat_ngram_size": 3, "min_new_tokens": 60, "max_new_tokens": 160},
         },
     }
 
