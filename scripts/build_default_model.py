@@ -6,7 +6,10 @@ or stage by stage:
 
     python scripts/build_default_model.py pretrain --run-dir runs/mini-zh            # resumable
     python scripts/build_default_model.py multitask --base runs/mini-zh/best --run-dir runs/multitask
-    python scripts/build_default_model.py export --run-dir runs/multitask            # -> embedded mini-zh
+    python scripts/build_default_model.py export --run-dir runs/mini-zh --as mini-zh-lm
+    python scripts/build_default_model.py title --variant full --run-dir runs/mini-zh   # -> runs/title-full
+    python scripts/build_default_model.py export --run-dir runs/title-full --as mini-zh-title
+    python scripts/build_default_model.py export --run-dir runs/multitask --as mini-zh
     python scripts/train_extractor.py --backbone textgen/models/embedded/mini-zh     # summarize extractor
 
 Stages, each cached in the run directory so that an interrupted run resumes where it stopped:
@@ -20,9 +23,10 @@ Stages, each cached in the run directory so that an interrupted run resumes wher
    or sparse softmax (k = 10), best checkpoint by csl-dev title loss;
 5. multitask: the pretrained backbone continued on the whole corpus with every task at once and a
    copy head (``textgen/training/multitask.py``), best checkpoint by the mean dev loss;
-6. export: the multitask checkpoint as fp16 safetensors + vocabulary + textgen.json into
-   ``textgen/models/embedded/mini-zh/``; then the summarize extractor is trained on its sentence
-   vectors and stored beside it.
+6. export: a run's best checkpoint as fp16 safetensors + vocabulary + textgen.json into
+   ``textgen/models/embedded/NAME/``: the pretraining run as ``mini-zh-lm``, the title fine-tune as
+   ``mini-zh-title``, the multitask run as ``mini-zh``; then the summarize extractor is trained on
+   ``mini-zh``'s sentence vectors and stored beside it.
 Each stage's log is ``RUN/log.jsonl``; ``all`` prints the dev losses at the end.
 """
 
@@ -49,23 +53,22 @@ from textgen.training.trainer import TrainConfig, Trainer  # noqa: E402
 from textgen.training import multitask  # noqa: E402
 
 NAME = "mini-zh"
+LM_NAME = "mini-zh-lm"
 TITLE_NAME = "mini-zh-title"
 EMBEDDED = ROOT / "textgen" / "models" / "embedded"
 SCHEDULE = ("causal", "pairs", "causal", "masked", "pairs", "span")
-META = {
-    "name": NAME,
-    "tasks": ["title", "continue", "search"],
+TITLE_DECODING = {
+    # repetition_penalty 1.5: chosen on csl-dev (ROUGE-L 33.96 at 1.0, 35.55 at 1.2, 35.86 at 1.5,
+    # 35.92 at 3.0); without it titles repeat words, 一种一种一种.
+    "title": {"num_beams": 3, "no_repeat_ngram_size": 3, "repetition_penalty": 1.5, "max_new_tokens": 32},
+}
+LM_META = {
+    "name": LM_NAME,
+    "tasks": ["continue", "search"],
     "attention": "unilm",
     "max_source_tokens": 200,  # the source length its title-pair objective was trained on
     "max_context_tokens": 258,  # [CLS] + 256-token window + [SEP], the shipped run's last window (--window)
-    "decoding": {
-        # repetition_penalty 1.5: chosen on csl-dev (ROUGE-L 33.96 at 1.0, 35.55 at 1.2, 35.86 at 1.5,
-        # 35.92 at 3.0); without it titles repeat words, 一种一种一种.
-        "title": {"num_beams": 3, "no_repeat_ngram_size": 3, "repetition_penalty": 1.5, "max_new_tokens": 32},
-        "continue": {"do_sample": True, "top_p": 0.95, "max_new_tokens": 64},
-    },
-    # The copy constraint adds about 6 ROUGE-L points to these small models on csl-dev (docs/titles.md).
-    "options": {"title": {"copy": True}},
+    "decoding": {"continue": {"do_sample": True, "top_p": 0.95, "max_new_tokens": 64}},
 }
 TITLE_META = {
     "name": TITLE_NAME,
@@ -73,8 +76,9 @@ TITLE_META = {
     "attention": "unilm",
     "max_source_tokens": 200,
     "max_context_tokens": 258,
-    "decoding": {"title": META["decoding"]["title"]},
-    "options": META["options"],
+    "decoding": TITLE_DECODING,
+    # Titles built from pieces of the article: no made-up numbers (docs/decoding.md "Copy").
+    "options": {"title": {"copy": "text"}},
 }
 
 
@@ -127,7 +131,7 @@ def pretrain(args) -> None:
                     save_every=100, log_every=20, progress=False),
         MixedBatches(train, specials_of(tok), args.batch_size, args.schedule.split(","), seed=0),
         evaluate=loss_evaluator(dev, tok, ("causal", "pairs")),
-        save_model=lambda m, d: save_model_dir(m, tok, d, {**META, "max_context_tokens": args.window + 2}),
+        save_model=lambda m, d: save_model_dir(m, tok, d, {**LM_META, "max_context_tokens": args.window + 2}),
     )
     print(trainer.fit(), flush=True)
 
@@ -156,32 +160,41 @@ def _shippable(path: Path) -> BertBackbone:
     return model
 
 
-def export_multitask(args) -> None:
-    """The multitask run's best checkpoint as the embedded ``mini-zh`` (fp16), with the task presets."""
+def export(args) -> None:
+    """A run's best checkpoint (fp16) as the embedded model ``--as``, with that model's textgen.json."""
     run = Path(args.run_dir)
     best = run / "best" if (run / "best").exists() else run / "last"
-    meta = {**multitask.model_meta(NAME, window=args.window), "options": multitask.PRESETS}
-    save_model_dir(_shippable(best), ChineseTokenizer.from_dir(best), EMBEDDED / NAME, meta, dtype=torch.float16)
-    print(f"exported {best} -> {EMBEDDED / NAME}", flush=True)
+    meta = {
+        NAME: {**multitask.model_meta(NAME, window=args.window), "options": multitask.PRESETS},
+        LM_NAME: LM_META,
+        TITLE_NAME: TITLE_META,
+    }[args.name]
+    save_model_dir(_shippable(best), ChineseTokenizer.from_dir(best), EMBEDDED / args.name, meta, dtype=torch.float16)
+    print(f"exported {best} -> {EMBEDDED / args.name}", flush=True)
 
 
 def all_stages(args) -> None:
-    """pretrain -> multitask -> export -> extractor, each resumable; dev losses at the end."""
+    """pretrain -> mini-zh-lm; title fine-tune -> mini-zh-title; multitask -> mini-zh; extractor.
+    Each stage resumes; dev losses at the end."""
     import json
     import subprocess
 
     root = Path(args.run_dir)
     stages = [
         ("pretrain", ["pretrain", "--run-dir", str(root / "pretrain"), "--steps", str(args.pretrain_steps)]),
+        ("export", ["export", "--run-dir", str(root / "pretrain"), "--as", LM_NAME]),
+        ("title", ["title", "--variant", "full", "--base", str(root / "pretrain" / "best"), "--out", str(root / "title"),
+                   "--run-dir", str(root / "pretrain")]),
+        ("export", ["export", "--run-dir", str(root / "title"), "--as", TITLE_NAME]),
         ("multitask", ["multitask", "--base", str(root / "pretrain" / "best"), "--run-dir", str(root / "multitask"),
                        "--steps", str(args.multitask_steps)]),
-        ("export", ["export", "--run-dir", str(root / "multitask")]),
+        ("export", ["export", "--run-dir", str(root / "multitask"), "--as", NAME]),
     ]
     for name, argv in stages:
         print(f"== {name}", flush=True)
         subprocess.run([sys.executable, __file__, *argv, "--threads", str(args.threads)], check=True)
     subprocess.run([sys.executable, str(ROOT / "scripts" / "train_extractor.py"), "--backbone", str(EMBEDDED / NAME)], check=True)
-    for name in ("pretrain", "multitask"):
+    for name in ("pretrain", "title", "multitask"):
         dev = [json.loads(x) for x in (root / name / "log.jsonl").read_text(encoding="utf-8").splitlines() if '"dev"' in x]
         print(f"{name}: last dev {dev[-1]['dev'] if dev else 'none'}", flush=True)
 
@@ -231,7 +244,7 @@ def main() -> None:
     t.add_argument("--noise", type=float, default=0.0)
     t.add_argument("--eval-every", type=int, default=100)
     m = sub.add_parser("multitask", help="continue a backbone on the whole corpus with every task (resumable)")
-    m.add_argument("--base", help="model to continue (default: the embedded mini-zh)")
+    m.add_argument("--base", help="model to continue (default: the embedded mini-zh; its copy head loads)")
     m.add_argument("--steps", type=int, default=4000)
     m.add_argument("--batch-size", type=int, default=16)
     m.add_argument("--lr", type=float, default=3e-4)
@@ -239,7 +252,9 @@ def main() -> None:
     m.add_argument("--dropout", type=float, default=0.0)
     m.add_argument("--eval-every", type=int, default=500)
     m.add_argument("--schedule", default=",".join(multitask.SCHEDULE))
-    e = sub.add_parser("export", help="write an fp16 copy of the multitask run's best checkpoint into the package")
+    e = sub.add_parser("export", help="write an fp16 copy of a run's best checkpoint into the package")
+    e.add_argument("--as", dest="name", choices=(NAME, LM_NAME, TITLE_NAME), default=NAME,
+                   help="which embedded model the run becomes (mini-zh: a multitask run)")
     e.add_argument("--window", type=int, default=256)
     a = sub.add_parser("all", help="pretrain, multitask, export and the extractor in one resumable command")
     a.add_argument("--pretrain-steps", type=int, default=7600)
@@ -250,7 +265,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "export": export_multitask,
+    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "export": export,
      "all": all_stages}[args.stage](args)
 
 
