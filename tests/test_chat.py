@@ -9,11 +9,13 @@ get their chat template in the test; no weights of a real instruct model exist h
 from __future__ import annotations
 
 import json
+import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import save_gpt2, save_llama, save_qwen2
+from tiny_models import save_gpt2, save_llama, save_qwen2, save_t5
 from typer.testing import CliRunner
 
 from textgen.cli.app import app
@@ -24,6 +26,7 @@ from textgen.models.chat import ChatAdapter, is_chat
 from textgen.models.registry import list_models, resolve
 from textgen.prompts import CHAT_TASKS, Prompt, PromptError, load_prompts, read_prompt_file
 from textgen.tasks import load_task
+from textgen.tasks.base import build_config
 from textgen.tasks.streaming import TextStream
 from textgen.training.corpus import default_shared_dir
 
@@ -223,7 +226,7 @@ def test_a_long_input_is_cut_inside_the_text_not_the_instructions(tmp_path):
     config = DecodingConfig(max_new_tokens=8)
     room = adapter.input_limit(config.max_new_tokens)
     assert len(ids) > room
-    fitted = adapter._fit(ids, room)
+    fitted = adapter.fit_prompt(ids, room)
     source = adapter.source_ids(long_article)
     head = ids.index(source[0])  # the template and instructions before the article
     tail = len(ids) - head - len(source)
@@ -346,6 +349,76 @@ def test_qa_answers_are_spans_of_the_passage_through_the_template(qwen):
     assert answers and all(a and a in NUMBERS for a in answers), answers
 
 
+@contextmanager
+def steered(adapter: ChatAdapter):
+    """A random model writes byte soup that never ends. Pushed towards a few whole words (which the
+    passage lacks, so answers cannot take them) and towards ending its turn once it has written a
+    token, it answers with a piece of the passage and asks a one-word question."""
+    words = biased(adapter, ["白云", "广州", "很好"], bias=3.0)
+    ends = torch.tensor(adapter.turn_end_ids)
+    end = adapter.model.get_output_embeddings().register_forward_hook(
+        lambda m, args, out: out.index_add(-1, ends, torch.full((*out.shape[:-1], len(ends)), 6.0)))
+    try:
+        yield
+    finally:
+        words.remove()
+        end.remove()
+
+
+def test_qa_through_a_chat_model_gives_pairs_whose_answers_are_spans_of_the_passage(llama_dir):
+    task = load_task("qa", str(llama_dir), model="llama")
+    with steered(task.adapter):
+        config = build_config(task.defaults, {"num_return_sequences": 2, "seed": 0, "max_new_tokens": 8})
+        record = task.run([Record("p", ARTICLE)], config)[0]
+    assert 1 <= len(record["pairs"]) <= 2, record  # one per distinct place the answers came from
+    for pair in record["pairs"]:
+        assert pair["answer"] and ARTICLE[pair["start"] : pair["start"] + len(pair["answer"])] == pair["answer"]
+        assert pair["question"][:-1] in ("白云", "广州", "很好") and pair["question"].endswith("？")
+        assert math.isfinite(pair["score"]) and pair["score"] < 0  # the round trip's mean log-probability
+    result = run("qa", "--model", llama_dir, "-n", "2", "--max-new-tokens", "8", "--format", "jsonl", ARTICLE)
+    assert result.exit_code in (0, 1) and json.loads(result.stdout)["task"] == "qa", result.output  # served, not refused
+
+
+def test_chat_qa_asks_about_a_given_answer_with_the_question_prompt(llama_dir):
+    from textgen.qa.drivers import ChatDriver
+
+    task = load_task("qa", str(llama_dir), model="llama")
+    assert isinstance(task.driver, ChatDriver)
+    decoder, inputs = task.driver.question_inputs([ARTICLE], ["一百万册"])
+    prompt = decoder.tokenizer.decode(inputs[0])
+    assert "针对给定的答案提出一个问题" in prompt and "答案：一百万册" in prompt and ARTICLE in prompt
+    with steered(task.adapter):
+        config = build_config(task.defaults, {"max_new_tokens": 8})
+        record = task.run([Record("p", ARTICLE, fields={"answer": "一百万册"})], config)[0]
+    assert [(p["answer"], p["start"]) for p in record["pairs"]] == [("一百万册", ARTICLE.index("一百万册"))], record
+
+
+def test_chat_round_trip_is_the_answers_log_prob_right_after_the_check_prompt(llama):
+    from textgen.qa.check import continuation_log_prob
+
+    prompts = [llama.encode_prompt("qa_check", text=ARTICLE, question="藏书有多少？"), llama.encode_prompt("qa_check", text="短文", question="问？")]
+    targets = [llama.source_ids("一百万册") + llama.turn_end_ids, llama.source_ids("短") + llama.turn_end_ids]
+    batched = continuation_log_prob(llama, prompts, targets)
+    for prompt, target, score in zip(prompts, targets, batched):  # one row at a time, no padding
+        ids = torch.tensor([prompt + target])
+        with torch.inference_mode():
+            logp = torch.log_softmax(llama.model(input_ids=ids).logits[0].float(), -1)
+        expected = torch.stack([logp[len(prompt) - 1 + k, t] for k, t in enumerate(target)]).mean()
+        assert score == pytest.approx(float(expected), abs=1e-4)
+    assert batched[0] != pytest.approx(batched[1])
+
+
+def test_qa_refuses_a_model_that_can_neither_read_nor_chat(tmp_path):
+    plain = tmp_path / "gpt2"
+    save_gpt2(plain)
+    result = run("qa", "--model", plain, ARTICLE)
+    assert result.exit_code == 2 and "not 'qa'" in result.output and "Traceback" not in result.output
+    t5 = tmp_path / "t5"
+    save_t5(t5)
+    with pytest.raises(ValueError, match="or a chat model"):
+        load_task("qa", str(t5), model="t5")
+
+
 # ---------------------------------------------------------------------- streaming
 def test_on_step_streams_settled_prefixes_of_the_final_output(llama_dir):
     raw = load_adapter(llama_dir, "causal")
@@ -409,8 +482,6 @@ def test_chat_model_runs_the_tasks_from_the_command_line_quietly(llama_dir):
         assert "Loading weights" not in result.output and "deprecated" not in result.output
     result = run("search", "--model", llama_dir, "--format", "jsonl", "广州 机场")
     assert result.exit_code == 0 and json.loads(result.stdout)["outputs"], result.output
-    result = run("qa", "--model", llama_dir, "--max-new-tokens", "6", ARTICLE)  # served or refused in one line
-    assert result.exit_code in (0, 2) and "Traceback" not in result.output
 
 
 def test_prompt_dataclass_fills_only_known_placeholders():

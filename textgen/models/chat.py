@@ -91,7 +91,8 @@ class ChatAdapter(HFCausal):
         # their training documents.
         self.bos_ids = [int(bos)] if bos is not None else []
         self.doc_start = int(bos) if bos is not None else self.eos_token_ids[0]
-        self.eos_token_ids = sorted({*self.eos_token_ids, *self._turn_end()})
+        self.turn_end_ids = self._turn_end()
+        self.eos_token_ids = sorted({*self.eos_token_ids, *self.turn_end_ids})
         self._layouts: OrderedDict[tuple[int, ...], tuple[int, int]] = OrderedDict()
 
     @property
@@ -174,10 +175,12 @@ class ChatAdapter(HFCausal):
         input text rather than its beginning (the instructions)."""
         room = self.input_limit(max_new_tokens)
         if room is not None:
-            inputs = [self._fit(list(x), room) for x in inputs]
+            inputs = [self.fit_prompt(list(x), room) for x in inputs]
         return super().start(inputs, max_new_tokens)
 
-    def _fit(self, ids: list[int], room: int) -> list[int]:
+    def fit_prompt(self, ids: list[int], room: int) -> list[int]:
+        """``ids`` cut to ``room`` tokens inside the input text, keeping the instructions and the
+        template's end (a prompt this adapter did not render recently is returned as it is)."""
         layout = self._layouts.get(tuple(ids))
         if len(ids) <= room or layout is None or sum(layout) >= room:
             return ids

@@ -9,9 +9,10 @@ question is decoded. The modules, in the order a passage meets them:
 * ``prefill``: decoding the question after the target prefix ``answer [SEP]``;
 * ``check``: the round trip, the reader's log-probability of the answer given the question;
 * ``pairs``: pairs, duplicates, question marks;
+* ``drivers``: how a UniLM model or a chat LLM is asked for answers, questions and round trips;
 * ``generator``: the pipeline (``QAGenerator``);
 * ``rule``: the rule baseline; ``evaluate``: scoring against reading-comprehension data.
 
-``windows``, ``spans``, ``prefill``, ``check`` and ``generator`` import torch; the task imports
+``windows``, ``spans``, ``prefill``, ``check``, ``drivers`` and ``generator`` import torch; the task imports
 them only when it generates, so ``--help`` stays instant.
 """

@@ -5,6 +5,9 @@ answer`` (``textgen.training.multitask``). For a generated pair the check is the
 log-probability per token of ``answer [SEP]`` after ``question [SEP]``: one teacher-forced forward
 pass per pair, no decoding. A question that really asks for its answer makes the answer likely; a
 vague or off-topic question spreads the reader's mass over other spans. Pairs are ranked by it.
+
+A chat model has no reader direction of its own: its round trip is ``continuation_log_prob``, the
+mean log-probability of the answer (and the end of the turn) right after its ``qa_check`` prompt.
 """
 
 from __future__ import annotations
@@ -64,3 +67,43 @@ def _score(adapter: BackboneSeq2Seq, sources, questions, answers) -> list[float]
     chosen = logp.gather(1, ids[row_of, pos][:, None]).squeeze(1)
     sums = torch.zeros(len(rows), device=device).index_add_(0, row_of, chosen)
     return [float(s) / len(r) for s, r in zip(sums, scored)]
+
+
+def continuation_log_prob(adapter, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+                          batch_size: int = 16) -> list[float]:
+    """Per row, the mean log-probability (nats per token) of ``targets[i]`` right after
+    ``prompts[i]`` under a causal model (``HFCausal`` or a chat adapter): one teacher-forced forward
+    pass per batch, left padded with the positions ``generate()`` uses. A prompt too long for the
+    model's window is cut as decoding cuts it (a chat prompt inside its input text)."""
+    if len(prompts) != len(targets) or any(not t for t in targets):
+        raise ValueError("one non-empty target per prompt")
+    scores: list[float] = []
+    for first in range(0, len(prompts), batch_size):
+        rows = slice(first, first + batch_size)
+        scores += _score_causal(adapter, prompts[rows], targets[rows])
+    return scores
+
+
+@torch.inference_mode()
+def _score_causal(adapter, prompts, targets) -> list[float]:
+    from textgen.models.adapters import _pad
+
+    room = adapter.input_limit(max(len(t) for t in targets))
+    fit = getattr(adapter, "fit_prompt", lambda ids, _room: ids)
+    rows = []
+    for prompt, target in zip(prompts, targets):
+        prompt = list(prompt)
+        if room is not None:
+            prompt = fit(prompt, room)
+            prompt = prompt[len(prompt) - min(room, len(prompt)) :]
+        rows.append(prompt + list(target))
+    ids, mask = _pad(rows, adapter.pad_token_id, left=True, device=adapter.device)
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
+    logits = adapter.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions).logits
+    width = ids.shape[1]
+    scores = []
+    for i, target in enumerate(targets):
+        pos = torch.arange(width - len(target), width, device=ids.device)  # the target's positions
+        logp = torch.log_softmax(logits[i, pos - 1].float(), dim=-1)
+        scores.append(float(logp.gather(1, ids[i, pos][:, None]).mean()))
+    return scores

@@ -26,17 +26,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from textgen.decoding import DecodingConfig, generate
-from textgen.models.adapters import BackboneSeq2Seq
 from textgen.qa import spans
-from textgen.qa.check import answer_log_prob
+from textgen.qa.drivers import ANSWER_TOKENS, QADriver
 from textgen.qa.pairs import QAPair, as_question, core_text, is_duplicate, same_place
-from textgen.qa.prefill import TargetPrefix
 from textgen.qa.script import Script
 from textgen.qa.windows import Window, answer_window, tiles
 
-ANSWER_TOKENS = 24  # the answer length the model learned (training cut answers at 24 tokens)
 CANDIDATES_PER_PAIR = 3  # answers sampled per pair asked for
 ASKED_PER_PAIR = 2  # of those, the likeliest at distinct places get a question (and a round trip)
 MAX_WINDOWS_PER_PAIR = 2  # a very long passage is sampled in at most 2n windows, evenly spread
@@ -80,7 +78,7 @@ def question_config(config: DecodingConfig, beams: int) -> DecodingConfig:
     )
 
 
-def question_copy(adapter: BackboneSeq2Seq, windows: Sequence[str], mode: str, max_new_tokens: int) -> list:
+def question_copy(adapter: Any, windows: Sequence[str], mode: str, max_new_tokens: int) -> list:
     """The copy rules of the questions (``COPY_MODES``): ``numbers``, a number in a question is a
     whole number of its window (never invented, never cut from a longer one); ``head``, the
     model's SPACES copy head decides when to copy, numbers kept whole; ``off``, none. Questions
@@ -112,15 +110,12 @@ def answer_config(config: DecodingConfig, per_window: int) -> DecodingConfig:
 
 
 class QAGenerator:
-    """Question-answer pairs from a UniLM backbone trained on ``问答：`` (answer [SEP] question)
-    and, for the round trip, ``阅读：`` (question [SEP] answer). ``qa_prefix`` and ``check_prefix``
-    are the model's source prefixes (its textgen.json ``source_prefix``; empty for a model
-    trained without them)."""
+    """Question-answer pairs from any model a driver (``textgen.qa.drivers``) can ask: a UniLM
+    backbone trained on ``问答：``/``阅读：``, or a chat LLM through its QA prompts."""
 
-    def __init__(self, adapter: BackboneSeq2Seq, *, qa_prefix: str = "", check_prefix: str = "") -> None:
-        self.adapter = adapter
-        self.qa_prefix = qa_prefix
-        self.check_prefix = check_prefix
+    def __init__(self, driver: QADriver) -> None:
+        self.driver = driver
+        self.adapter = driver.adapter
 
     # ------------------------------------------------------------------ stage 2 (+3): questions
     def ask(self, asks: Sequence[Ask], config: DecodingConfig, *, beams: int = 1, check: bool = True,
@@ -129,18 +124,16 @@ class QAGenerator:
         scored by the round trip when ``check``."""
         if not asks:
             return []
-        tok, sep = self.adapter.tokenizer, self.adapter.tokenizer.sep_id
-        windows = [answer_window(a.script.text, a.start, a.length) for a in asks]
-        answers = [tok.encode(a.script.text[a.start : a.start + a.length])[:ANSWER_TOKENS] for a in asks]
-        sources = [self.adapter.encode(self.qa_prefix + w.text) for w in windows]
+        windows = [answer_window(a.script.text, a.start, a.length).text for a in asks]
+        answers = [a.script.text[a.start : a.start + a.length] for a in asks]
         qconfig = question_config(config, beams)
-        rules = question_copy(self.adapter, [w.text for w in windows], copy, qconfig.max_new_tokens)
-        hyps = generate(TargetPrefix(self.adapter, [[*a, sep] for a in answers]), sources, qconfig, processors=rules)
+        rules = question_copy(self.adapter, windows, copy, qconfig.max_new_tokens)
+        decoder, inputs = self.driver.question_inputs(windows, answers)
+        hyps = generate(decoder, inputs, qconfig, processors=rules)
         best = [hs[0] for hs in hyps]
         texts = [self.adapter.decode(h.token_ids) for h in best]
         if check:
-            readers = [self.adapter.encode(self.check_prefix + w.text) for w in windows]
-            scores = answer_log_prob(self.adapter, readers, [h.token_ids for h in best], answers)
+            scores = self.driver.check(windows, answers, [h.token_ids for h in best])
         else:  # greedy: sum of log-probs; beam: already per token (length_penalty 1)
             scores = [h.score / (len(h.token_ids) + 1) if beams == 1 else h.score for h in best]
         return [Asked(a.script.question(as_question(t)), s, h.finished) for a, t, s, h in zip(asks, texts, scores, best)]
@@ -196,12 +189,11 @@ class QAGenerator:
         for count in sorted(set(per_window)):
             rows = [j for j, c in enumerate(per_window) if c == count]
             texts = [windows[j].text for j in rows]
-            sources = [self.adapter.encode(self.qa_prefix + t) for t in texts]
             aconfig = answer_config(config, count)
             constraint = spans.answer_constraint(self.adapter, texts, aconfig.max_new_tokens)
-            hyps = generate(self.adapter, sources, aconfig, processors=[constraint])
+            hyps = generate(self.adapter, self.driver.answer_inputs(texts), aconfig, processors=[constraint])
             for j, text, hs in zip(rows, texts, hyps):
-                spelling = spans.Spelling(self.adapter, text)
+                spelling = self.driver.spelling(text)
                 for h in hs:
                     span = spelling.locate(self.adapter, h.token_ids) if h.finished and h.token_ids else None
                     if span is not None:

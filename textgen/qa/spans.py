@@ -3,7 +3,8 @@
 ``answer_constraint`` is the decoding constraint: the text-level copy constraint of
 ``textgen.decoding.copy`` with one piece (``TextCopy``, ``max_pieces=1``), so an answer can only be
 one contiguous piece of its window's text, and a number in it is a whole number of the window.
-``Spelling.locate`` then finds that piece in the window the user gave. The constraint matches the
+``Spelling.locate`` then finds that piece in the window the user gave (``DecodedSpelling`` for a
+byte-level BPE, whose decoded text is exactly the window's). The constraint matches the
 text as the tokenizer spells it (lowercased, accents and spaces dropped, a few characters replaced,
 e.g. curly quotes), so the window is spelled the same way, character by character, keeping each
 character's offset.
@@ -15,10 +16,10 @@ from collections.abc import Sequence
 
 from textgen.decoding.copy import TextCopy
 from textgen.decoding.processors import LogitsProcessor
-from textgen.models.adapters import BackboneSeq2Seq
+from textgen.models.adapters import Adapter, BackboneSeq2Seq
 
 
-def answer_constraint(adapter: BackboneSeq2Seq, windows: Sequence[str], max_new_tokens: int) -> LogitsProcessor:
+def answer_constraint(adapter: Adapter, windows: Sequence[str], max_new_tokens: int) -> LogitsProcessor:
     """Row i may only write one contiguous piece of ``windows[i]``, then the end token."""
     return TextCopy.for_adapter(adapter, windows, max_pieces=1, max_new_tokens=max_new_tokens)
 
@@ -73,8 +74,27 @@ class Spelling:
         aligned = [(lo, hi) for lo, hi in spans if lo in self.cuts and hi in self.cuts]
         lo, hi = aligned[0] if aligned else spans[0]
         lo, hi = max(c for c in self.cuts if c <= lo), min(c for c in self.cuts if c >= hi)
-        while lo < hi and self.window[lo] in _LOOSE:
-            lo += 1
-        while hi > lo and self.window[hi - 1] in _LOOSE:
-            hi -= 1
-        return (lo, hi) if lo < hi else None
+        return _trimmed(self.window, lo, hi)
+
+
+class DecodedSpelling:
+    """``Spelling`` for tokenizers that spell text exactly (byte-level BPE: Qwen, Llama 3, GPT-2):
+    an answer's decoded text is found in the window as it is. Such tokens do not follow word
+    boundaries, so an answer is not widened to them."""
+
+    def __init__(self, window: str) -> None:
+        self.window = window
+
+    def locate(self, adapter: Adapter, ids: Sequence[int]) -> tuple[int, int] | None:
+        answer = adapter.decode(ids)
+        at = self.window.find(answer) if answer else -1
+        return _trimmed(self.window, at, at + len(answer)) if at >= 0 else None
+
+
+def _trimmed(window: str, lo: int, hi: int) -> tuple[int, int] | None:
+    """``(lo, hi)`` without clause punctuation or spaces at its ends; None when nothing is left."""
+    while lo < hi and window[lo] in _LOOSE:
+        lo += 1
+    while hi > lo and window[hi - 1] in _LOOSE:
+        hi -= 1
+    return (lo, hi) if lo < hi else None

@@ -38,7 +38,8 @@ class QATask(Task):
         "textgen qa -n 3 -i samples/passage.txt prints three 问：/答： blocks; --answer 四川 asks about "
         "a given answer; JSONL records with an \"answer\" field get the question for it. Decoding "
         "flags shape the answer search (sampled, top-p 0.95; --beam K: the K likeliest answers); "
-        "questions are greedy (--question-beams K: beam search)."
+        "questions are greedy (--question-beams K: beam search). --model takes textgen's UniLM models or any chat "
+        "LLM directory (its [qa], [qa_question] and [qa_check] prompts: textgen models prompts)."
     )
     # Answers are sampled (algorithms.md 3: top-p 0.95); -n is the number of pairs. No-repeat 3
     # stops the loops a weak model falls into in its questions (苏波罗波罗波罗…).
@@ -57,12 +58,10 @@ class QATask(Task):
         "question_beams": "Beam width for the questions; 1 = greedy.",
     }
     def __init__(self, adapter: Any, **kw: Any) -> None:
-        from textgen.models.adapters import BackboneSeq2Seq
+        from textgen.qa.drivers import driver_for
 
-        if not isinstance(adapter, BackboneSeq2Seq):  # said at load time, not once per record
-            raise ValueError(f"qa needs a UniLM model in textgen's BERT format (trained on answer [SEP] question); "
-                             f"{adapter.name} is a {type(adapter).__name__}")
         super().__init__(adapter, **kw)
+        self.driver = driver_for(adapter, self.source_prefix)  # a model that cannot do QA is said at load time
 
     @classmethod
     def check_option(cls, name: str, value: Any) -> Any:
@@ -75,9 +74,7 @@ class QATask(Task):
         from textgen.qa.generator import QAGenerator
         from textgen.qa.script import simplify
 
-        generator = QAGenerator(
-            self.adapter, qa_prefix=self.source_prefix.get("qa", ""), check_prefix=self.source_prefix.get("qa_check", "")
-        )
+        generator = QAGenerator(self.driver)
         run = {"beams": self.settings["question_beams"], "check": self.settings["check"], "copy": self.settings["copy"]}
         results: dict[int, dict[str, Any]] = {}
         free: list[tuple[int, Script]] = []
