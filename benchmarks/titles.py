@@ -13,9 +13,10 @@ exactly 1 (greedy, no sampling) or 3. Scores come from ``textgen.evaluation.metr
 characters (the published CSL protocol) and in jieba words. Speed is titles per second on this CPU
 at batch 1 and 16, wall time of ``task.run`` only (model loading and a warm-up batch excluded).
 
-Copy mechanisms (docs/decoding.md "Copy"): ``--copy off,tokens,text,span,head`` evaluates every
+Copy mechanisms (docs/decoding.md "Copy"): ``--copy off,tokens,text,span,head,clause`` evaluates every
 model once per mode (``tokens`` is the token-set constraint textgen used before, reproduced here
-for comparison; ``head`` needs a model with a copy head); without ``--copy`` each model decodes
+for comparison; ``head`` needs a model with a copy head; ``clause`` is ``--method clause``, the
+title selector's clause); without ``--copy`` each model decodes
 with the mode its textgen.json presets. Every row also reports faithfulness: the share of titles
 holding a number the article does not contain (``textgen.evaluation.metrics.unfaithful_share``)::
 
@@ -69,7 +70,8 @@ SPLITS = {
     "cctv-dev": "the dev split of the CCTV news items (`textgen.training.corpus`: recent 新闻联播 items and "
                 "their headlines, the articles as the user gives them, boilerplate included)",
 }
-COPY_MODES = ("off", "tokens", "text", "span", "head")  # tokens: the token-set constraint of earlier releases
+# tokens: the token-set constraint of earlier releases; clause: --method clause (the title selector, no decoding)
+COPY_MODES = ("off", "tokens", "text", "span", "head", "clause")
 DECODINGS = {"greedy": 1, "beam3": 3}
 LEADS = (18, 20)
 SPEED_BATCHES = (1, 16)
@@ -121,8 +123,10 @@ def copy_task(model: ModelCopy, mode: str | None):
     """The title task over ``model`` with copy mode ``mode`` (None: the model's preset). ``tokens``
     is the earlier token-set constraint (titles only from token ids of the article), kept here
     only to measure what the text-level constraint replaced."""
+    if mode == "clause":
+        return load_model_task(model, "title", method="clause")
     if mode != "tokens":
-        task = load_model_task(model, "title", **({} if mode is None else {"copy": mode}))
+        task = load_model_task(model, "title", **({} if mode is None else {"method": "write", "copy": mode}))
         if task.settings["copy"] == "head" and not task.adapter.has_copy_head:
             raise SystemExit(f"{model.label} has no copy head: leave out --copy head for it")
         return task
@@ -255,7 +259,8 @@ token (a model that has not learnt to stop). "unfaithful %" is the share of titl
 the article does not contain (a number is a whole digit run such as `0.7` or `2023`: `7` cut from
 `0.7` counts; a lead cut inside a number counts too). A system named `model copy=MODE` decodes with
 that copy mechanism (`off`, `tokens`: the earlier token-set constraint, `text`, `span`, `head`;
-docs/decoding.md "Copy").
+docs/decoding.md "Copy"); `model copy=clause` is `--method clause`: the clause the model's title
+selector chooses (docs/titles.md; nothing is decoded, so greedy and beam rows agree).
 
 **Units and implementations.** Tables are at the character level (every non-whitespace character a
 token, lowercased: the protocol of the published CSL numbers); the JSON also has the jieba word
@@ -352,7 +357,8 @@ def main() -> None:
                     report["models"].append({**model.describe(), "decoding": {d: config_dict(title_config(model, b)) for d, b in decodings.items()},
                                              "source_tokens": source_tokens(task, title_config(model, 3))})
                 for split, pairs in data.items():
-                    rows, preds = model_rows(split, pairs, model, task, label, mode or task.settings["copy"], decodings,
+                    how = "clause" if task.settings["method"] == "clause" else task.settings["copy"]
+                    rows, preds = model_rows(split, pairs, model, task, label, mode or how, decodings,
                                              args.batch_size)
                     report["quality"] += rows
                     predictions[split][label] = preds[list(decodings)[-1]]

@@ -95,7 +95,12 @@ def ignored_settings(config: Any, explicit: dict[str, Any], *, flags: bool = Tru
 def fit_length(task: Task, config: Any, *, explicit: bool, how: str = "--max-new-tokens") -> Any:
     """``config`` with a ``max_new_tokens`` that leaves the model room for the input. A value the
     user set that leaves none is refused (it could only fail every record); a default that leaves
-    none (a model trained on short windows) is shortened, with a warning."""
+    none (a model trained on short windows) is shortened, with a warning. Options the model
+    cannot serve (``Task.check_ready``) are refused here too: both run before any record."""
+    try:
+        task.check_ready()
+    except ValueError as exc:
+        raise EngineError(str(exc)) from None
     try:
         task.check_length(config)
     except ValueError as exc:

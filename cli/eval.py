@@ -245,8 +245,10 @@ def title(
                                               help="Embedded model name, model directory, or cached HF id (default: the title model).")] = None,
     beam: Annotated[int | None, typer.Option("--beam", "-b", min=1, show_default=False,
                                              help="Beam width (default: the model's title setting); 1 = greedy.")] = None,
+    method: Annotated[str | None, typer.Option("--method", show_default=False, metavar="METHOD",
+                                               help="write or clause, as for `textgen title --method` (default: the model's choice, else write).")] = None,
     copy: Annotated[str | None, typer.Option("--copy", show_default=False, metavar="MODE",
-                                             help="Copy mechanism: off, text, span or head, as for `textgen title --copy` (default: the model's choice, else off).")] = None,
+                                             help="Copy mechanism: off, text, span or head, as for `textgen title --copy` (default: the model's choice, else off); with --method write.")] = None,
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL: the article field.")] = "text",
     ref_field: Annotated[str, typer.Option("--ref-field", help="JSONL: the reference title field.")] = "title",
     text_col: Annotated[str, typer.Option("--text-col", help="TSV: the article column (index from 0, or header name).")] = "1",
@@ -265,15 +267,17 @@ def title(
 
     Scores are means over records, x100; a record the model fails on counts as an empty prediction (0). "unfaithful" is the share of titles holding a number the article does not contain (0.7 and 7 differ).
 
-    Example: textgen eval title --data dev.jsonl --copy text --format json
+    Example: textgen eval title --data dev.jsonl --method write --copy text --format json
     """
-    if copy is not None:
-        from textgen.tasks.title import TitleTask
+    from textgen.tasks.title import TitleTask
 
-        try:
-            copy = TitleTask.check_option("copy", copy)
-        except ValueError as exc:
-            fail(str(exc))
+    options = {k: v for k, v in (("method", method), ("copy", copy)) if v is not None}
+    if copy is not None and method is None:
+        options["method"] = "write"  # a copy mode is a way of writing
+    try:
+        options = {k: TitleTask.check_option(k, v) for k, v in options.items()}
+    except ValueError as exc:
+        fail(str(exc))
     pairs = read_title_pairs(data, text_field=text_field, ref_field=ref_field, text_col=text_col, ref_col=ref_col)[:limit]
     if not pairs:
         fail(f"--data {data}: no records to evaluate")
@@ -285,10 +289,10 @@ def title(
         engine = Engine(user, _device(device, user), allow_pickle=allow_pickle)
         config = engine.config("title", info, {"num_beams": beam} if beam else {})
         task = engine.task("title", info)
-    except EngineError as exc:
+        task.configure(**options)
+        task.check_ready()
+    except (EngineError, ValueError) as exc:
         fail(str(exc))
-    if copy is not None:
-        task.configure(copy=copy)
     from .output import progress_bar
     from textgen.evaluation.metrics import MetricReport, score_pair, unfaithful_numbers
 
@@ -317,12 +321,13 @@ def title(
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     decoding = {"num_beams": config.num_beams, "max_new_tokens": config.max_new_tokens,
                 "no_repeat_ngram_size": config.no_repeat_ngram_size, "repetition_penalty": config.repetition_penalty,
-                "length_penalty": config.length_penalty, "copy": task.settings["copy"]}
+                "length_penalty": config.length_penalty, "method": task.settings["method"], "copy": task.settings["copy"]}
     result = {"model": info.name, "data": str(data), "failed": len(failed), "decoding": decoding, **report.to_dict(),
               "unfaithful": round(n_unfaithful / len(strays), 4), "unfaithful_titles": n_unfaithful}
     unit_name = "characters" if unit is Unit.char else "jieba words"
     rows = [
-        ("model", f"{info.name}  (beam {config.num_beams}, copy {task.settings['copy']})"),
+        ("model", f"{info.name}  (" + ("method clause" if task.settings["method"] == "clause" else
+                                        f"beam {config.num_beams}, copy {task.settings['copy']}") + ")"),
         ("data", f"{data} ({report.n:,} records{f', {len(failed)} failed' if failed else ''})"),
         ("unit", f"{unit.value}: {unit_name}, lowercased, whitespace dropped"),
         *((name, f"{getattr(report, key):.2f}") for name, key in

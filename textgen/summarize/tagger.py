@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-WEIGHTS, CONFIG = "extractor.safetensors", "extractor.json"
+NAME = "extractor"
+WEIGHTS, CONFIG = f"{NAME}.safetensors", f"{NAME}.json"
 
 
 @dataclass
@@ -89,28 +90,29 @@ class ClauseTagger(nn.Module):
         return out
 
     # ------------------------------------------------------------------ files
-    def save(self, directory: str | Path, meta: dict | None = None) -> None:
-        """``extractor.safetensors`` (fp16) and ``extractor.json`` (the config plus ``meta``) in
-        ``directory``, normally the model directory whose backbone made the vectors."""
+    def save(self, directory: str | Path, meta: dict | None = None, name: str = NAME) -> None:
+        """``NAME.safetensors`` (fp16) and ``NAME.json`` (the config plus ``meta``) in
+        ``directory``, normally the model directory whose backbone made the vectors. ``name``:
+        ``extractor`` (summaries) or ``title-selector`` (textgen.titles)."""
         from safetensors.torch import save_file
 
         directory = Path(directory)
         state = {k: v.detach().to(torch.float16).contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+        save_file(state, str(directory / f"{name}.safetensors"), metadata={"format": "pt"})
         info = {"tagger": asdict(self.config), **(meta or {})}
-        (directory / CONFIG).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        (directory / f"{name}.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path) -> tuple[ClauseTagger, dict]:
-        """The tagger saved in ``directory`` and its ``extractor.json``."""
+    def load(cls, directory: str | Path, name: str = NAME) -> tuple[ClauseTagger, dict]:
+        """The tagger saved in ``directory`` under ``name`` and its JSON."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        info = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
+        info = json.loads((directory / f"{name}.json").read_text(encoding="utf-8"))
         raw = dict(info["tagger"])
         raw["dilations"] = tuple(raw.get("dilations", TaggerConfig.dilations))
         model = cls(TaggerConfig(**raw))
-        state = {k: v.float() for k, v in load_file(str(directory / WEIGHTS)).items()}
+        state = {k: v.float() for k, v in load_file(str(directory / f"{name}.safetensors")).items()}
         model.load_state_dict(state)
         return model.eval(), info
 

@@ -75,9 +75,13 @@ def train_tagger(
     held_out: Sequence[Document],
     cfg: TrainConfig,
     log: Callable[[str], None] = lambda _: None,
+    score: Callable[[Sequence[Document], list[list[float]]], float] | None = None,
 ) -> tuple[ClauseTagger, dict]:
-    """Train on ``train``; return the epoch's weights that scored best on ``held_out``
-    (``extraction_score``) with a record of the run."""
+    """Train on ``train``; return the epoch's weights that scored best on ``held_out`` with a
+    record of the run. ``score(documents, probabilities)`` rates an epoch (default: the
+    ``extraction_score`` of summaries within ``cfg.select_chars``)."""
+    if score is None:
+        score = lambda docs, probs: extraction_score(docs, probs, cfg.select_chars)  # noqa: E731
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     tagger = ClauseTagger(TaggerConfig(input_dim=train[0].vectors.shape[1], width=cfg.width))
@@ -94,10 +98,10 @@ def train_tagger(
             loss.backward()
             opt.step()
             loss_sum += loss.item() * len(x)
-        score = extraction_score(held_out, predict(tagger, held_out), cfg.select_chars)
-        log(f"epoch {epoch}: loss {loss_sum / len(train):.4f}, held-out main {score:.2f}")
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "state": {k: v.clone() for k, v in tagger.state_dict().items()}}
+        rating = score(held_out, predict(tagger, held_out))
+        log(f"epoch {epoch}: loss {loss_sum / len(train):.4f}, held-out score {rating:.2f}")
+        if rating > best["score"]:
+            best = {"score": rating, "epoch": epoch, "state": {k: v.clone() for k, v in tagger.state_dict().items()}}
     tagger.load_state_dict(best.pop("state"))
     return tagger.eval(), best
 

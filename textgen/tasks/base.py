@@ -201,6 +201,10 @@ class Task:
         return [f"the input is {size} long; the model reads only its {part} {limit} tokens"]
 
     # ------------------------------------------------------------------ settings the model cannot serve
+    def check_ready(self) -> None:
+        """``ValueError`` when the task's options ask for something the model cannot do (every
+        record would fail, so the command line refuses the run before it starts)."""
+
     def check_length(self, config: DecodingConfig) -> None:
         """``ValueError`` when ``max_new_tokens`` leaves the model no room for any input: every
         record would fail, so the command line refuses the run before it starts."""

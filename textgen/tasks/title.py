@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # The modes of textgen.decoding.copy.MODES (kept here so --help needs no torch; a test checks they agree).
 COPY_MODES = ("off", "text", "span", "head")
+METHODS = ("write", "clause")
 
 
 class TitleTask(Task):
@@ -30,9 +31,13 @@ class TitleTask(Task):
     defaults: ClassVar[dict[str, Any]] = {"num_beams": 4, "no_repeat_ngram_size": 3, "max_new_tokens": 32}
     # Headlines mostly reuse the article's words (the "copy prior" of algorithms.md 1b); copying
     # also keeps a weak model from inventing numbers.
-    options: ClassVar[dict[str, Any]] = {"copy": "off"}
-    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"copy": COPY_MODES}
+    options: ClassVar[dict[str, Any]] = {"method": "write", "copy": "off"}
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {"method": METHODS, "copy": COPY_MODES}
     option_help: ClassVar[dict[str, str]] = {
+        "method": "How the headline is made: write (the model writes it, under --copy) or clause (the article's "
+        "most headline-like clause, chosen by the model's title selector: the article's own words, so nothing "
+        "is invented; -n K gives the K likeliest clauses). The embedded default model presets clause. "
+        "E.g. --method write --copy text.",
         "copy": "How the title copies from the article: off (free); text (made of pieces of the article's "
         "text, every number a whole number of the article: no invented or mixed-up figures); span (one "
         "contiguous piece of the article); head (the model's copy head decides when to copy, numbers kept "
@@ -46,7 +51,27 @@ class TitleTask(Task):
             value = "text" if value else "off"
         return super().check_option(name, value)
 
+    _selector: Any = None  # the model directory's title selector, loaded on first use
+
+    def check_ready(self) -> None:
+        if self.settings["method"] == "clause":
+            self.selector()
+
+    def selector(self) -> Any:
+        """The title selector of the model directory (``textgen.titles.selector``); ValueError
+        saying why when the model has none."""
+        if self._selector is None:
+            from textgen.titles.selector import selector_for
+
+            selector, reason = selector_for(self.model_dir, self.adapter)
+            if selector is None:
+                raise ValueError(f"--method clause: {reason}; use --method write")
+            self._selector = selector
+        return self._selector
+
     def _generate(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
+        if self.settings["method"] == "clause":
+            return self._choose(records, config.num_return_sequences)
         self._max_new_tokens = config.max_new_tokens
         # An article longer than the model reads is first cut down to its key clauses (the
         # summarize extractor); the output record says so.
@@ -65,3 +90,25 @@ class TitleTask(Task):
         from textgen.decoding.copy import copy_processors
 
         return Prepared(inputs, copy_processors(self.adapter, sources, mode, max_new_tokens=self._max_new_tokens))
+
+    def _choose(self, records: list[Record], n: int) -> list[dict[str, Any]]:
+        """``--method clause``: the ``n`` likeliest headline clauses of each article; each output
+        names its clause (``"clause"``: its index among the article's clauses) and its ``score`` is
+        the selector's probability."""
+        choices = self.selector().choose([rec.text or "" for rec in records], n)
+        results = []
+        for rec, choice in zip(records, choices):
+            if not choice.ranked:
+                results.append(self._error(rec, "the article has no clause with letters or digits to take a headline from"))
+                continue
+            outputs = [{"text": text, "score": round(prob, 4), "clause": index} for text, prob, index in choice.ranked]
+            warnings = list(rec.warnings)
+            if len(outputs) < n:
+                warnings.append(f"{len(outputs)} of {n} headlines: the article has no more distinct clauses")
+            out: dict[str, Any] = {"id": rec.id, "outputs": outputs, "model": self.model, "task": self.name, "method": "clause"}
+            if warnings:
+                out["warnings"] = warnings
+            results.append(out)
+        if self._on_text is not None and results and results[0]["outputs"]:
+            self._on_text(results[0]["outputs"][0]["text"])  # chosen, not generated: it arrives whole
+        return results

@@ -1,0 +1,123 @@
+"""Choosing the article's most headline-like clause (see ``textgen.titles``).
+
+An article is split into clauses as SPACES splits documents (``textgen.summarize.clauses``); only
+its first ``MAX_CLAUSES`` are candidates (headlines come from the head of an article, and a long
+article then costs no more than a short one). Each clause gets the frozen backbone's vector
+(``ClauseEncoder``) and ``FEATURES`` position features, since where a clause stands matters as much
+as what it says: the lead of a news item, the "we propose" sentence of an abstract. The tagger
+(``ClauseTagger``, the summarize extractor's DGCNN) scores every clause in the context of its
+neighbours; the headline is the likeliest clause without its trailing punctuation. A clause too
+short to be a headline on its own (``MIN_CHARS``) takes the next clause with it.
+
+The tagger is stored beside the backbone whose vectors it reads (``title-selector.safetensors`` and
+``title-selector.json`` in the model directory) and checked against its weights' fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textgen.summarize.clauses import split_clauses
+
+NAME = "title-selector"
+MAX_CLAUSES = 40
+FEATURES = 6
+MIN_CHARS = 8  # a shorter clause (a dateline, 央视网消息) takes the next clause with it
+_LOOSE = " \t\r\n\u3000，。；：、！？,.;:!?"
+
+
+def candidates(text: str) -> list[str]:
+    """The clauses a headline is chosen from: the first ``MAX_CLAUSES`` with any letter or digit."""
+    clauses = [c for c in split_clauses(text) if any(ch.isalnum() for ch in c)]
+    return clauses[:MAX_CLAUSES]
+
+
+def position_features(clauses: Sequence[str]) -> torch.Tensor:
+    """``[len(clauses), FEATURES]``: 1/(index+1), relative index, first clause, characters before
+    it (/500, capped at 2,000), its length (/30), whether it ends a sentence."""
+    rows, before = [], 0
+    for i, clause in enumerate(clauses):
+        rows.append([1 / (i + 1), i / len(clauses), float(i == 0), min(before, 2000) / 500, len(clause) / 30,
+                     float(clause.rstrip().endswith(("。", "！", "？", "!", "?")))])
+        before += len(clause)
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(clauses), FEATURES)
+
+
+def headline(clauses: Sequence[str], index: int, min_chars: int = MIN_CHARS) -> str:
+    """Clause ``index`` as a headline: without punctuation or spaces at its ends, joined with the
+    following clause while it is shorter than ``min_chars`` characters."""
+    parts, j = [clauses[index]], index + 1
+    while len("".join(parts).strip(_LOOSE)) < min_chars and j < len(clauses):
+        parts.append(clauses[j])
+        j += 1
+    text = "".join(parts).strip(_LOOSE)
+    return " ".join(text.split())  # line breaks inside a headline become spaces
+
+
+@dataclass
+class Choice:
+    """The headlines of one article, likeliest first: ``(text, probability, clause index)``."""
+
+    clauses: list[str]
+    ranked: list[tuple[str, float, int]]
+
+
+class TitleSelector:
+    """The tagger over clause vectors of the model's own backbone."""
+
+    def __init__(self, encoder: Any, tagger: Any, info: dict[str, Any]) -> None:
+        self.encoder = encoder
+        self.tagger = tagger
+        self.info = info
+
+    def inputs(self, clauses: Sequence[str], vectors: torch.Tensor) -> torch.Tensor:
+        return torch.cat([vectors, position_features(clauses)], dim=1)
+
+    def choose(self, texts: Sequence[str], n: int = 1) -> list[Choice]:
+        """Up to ``n`` distinct headlines per text (fewer when it has fewer clauses; none for a
+        text without letters or digits). All clauses of all texts are encoded in one pass."""
+        split = [candidates(t) for t in texts]
+        flat = [c for clauses in split for c in clauses]
+        vectors = self.encoder.encode(flat) if flat else torch.zeros(0, self.encoder.dim)
+        out, start = [], 0
+        for clauses in split:
+            ranked: list[tuple[str, float, int]] = []
+            if clauses:
+                probs = self.tagger.probabilities(self.inputs(clauses, vectors[start : start + len(clauses)]))
+                start += len(clauses)
+                for i in probs.argsort(descending=True).tolist():
+                    text = headline(clauses, i)
+                    if text and all(text != r[0] for r in ranked):
+                        ranked.append((text, float(probs[i]), i))
+                    if len(ranked) == n:
+                        break
+            out.append(Choice(clauses, ranked))
+        return out
+
+
+def selector_for(model_dir: str | Path | None, adapter: Any) -> tuple[TitleSelector | None, str]:
+    """The model directory's title selector over the adapter's backbone, or None and why not."""
+    from textgen.models.backbone import BertBackbone
+    from textgen.summarize.extractor import backbone_fingerprint
+    from textgen.summarize.tagger import ClauseTagger
+    from textgen.summarize.vectors import ClauseEncoder
+
+    if model_dir is None or not (Path(model_dir) / f"{NAME}.safetensors").is_file():
+        return None, f"the model has no title selector ({NAME}.safetensors; scripts/train_title_selector.py trains one)"
+    backbone = getattr(adapter, "model", None)
+    if not isinstance(backbone, BertBackbone):
+        return None, "the title selector needs a textgen BERT backbone"
+    try:
+        tagger, info = ClauseTagger.load(model_dir, NAME)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        return None, f"the model's {NAME}.json cannot be read ({exc})"
+    if tagger.config.input_dim != backbone.config.hidden_size + FEATURES:
+        return None, "its title selector was trained on another backbone (vector sizes differ)"
+    if info.get("backbone_sha256") not in (None, backbone_fingerprint(model_dir)):
+        return None, "its title selector was trained on other backbone weights; retrain it with scripts/train_title_selector.py"
+    return TitleSelector(ClauseEncoder(backbone, adapter.tokenizer, max_tokens=info.get("max_tokens")), tagger, info), ""
