@@ -9,8 +9,12 @@ or stage by stage:
     python scripts/build_default_model.py export --run-dir runs/mini-zh --as mini-zh-lm
     python scripts/build_default_model.py title --variant full --run-dir runs/mini-zh   # -> runs/title-full
     python scripts/build_default_model.py export --run-dir runs/title-full --as mini-zh-title
-    python scripts/build_default_model.py export --run-dir runs/multitask --as mini-zh
-    python scripts/train_extractor.py --backbone textgen/models/embedded/mini-zh     # summarize extractor
+    python scripts/train_extractor.py --backbone runs/multitask/best --cache runs/oof --no-write  # out-of-fold
+    python scripts/build_default_model.py summarize --variant full --run-dir runs/multitask \
+        --oof runs/oof/oof-legal-train.jsonl                                       # -> runs/summarize-full
+    python scripts/build_default_model.py export --run-dir runs/summarize-full --as mini-zh
+    python scripts/train_extractor.py --backbone textgen/models/embedded/mini-zh --folds 0   # summarize extractor
+    python scripts/train_title_selector.py --backbone textgen/models/embedded/mini-zh-title  # title selector
 
 Stages, each cached in the run directory so that an interrupted run resumes where it stopped:
 1. vocabulary: characters by frequency + the top jieba words of the pretraining corpus;
@@ -23,10 +27,13 @@ Stages, each cached in the run directory so that an interrupted run resumes wher
    or sparse softmax (k = 10), best checkpoint by csl-dev title loss;
 5. multitask: the pretrained backbone continued on the whole corpus with every task at once and a
    copy head (``textgen/training/multitask.py``), best checkpoint by the mean dev loss;
-6. export: a run's best checkpoint as fp16 safetensors + vocabulary + textgen.json into
+6. summarize: the SPACES generator fine-tune of the multitask model (out-of-fold and oracle
+   extractions, 15% input noise, EMA, full or sparse softmax; QA and title batches interleaved);
+7. export: a run's best checkpoint as fp16 safetensors + vocabulary + textgen.json into
    ``textgen/models/embedded/NAME/``: the pretraining run as ``mini-zh-lm``, the title fine-tune as
-   ``mini-zh-title``, the multitask run as ``mini-zh``; then the summarize extractor is trained on
-   ``mini-zh``'s sentence vectors and stored beside it.
+   ``mini-zh-title``, the summarize fine-tune as ``mini-zh``; then the summarize extractor is
+   trained on ``mini-zh``'s sentence vectors and the title selector on ``mini-zh-title``'s, each
+   stored beside its backbone.
 Each stage's log is ``RUN/log.jsonl``; ``all`` prints the dev losses at the end.
 """
 
@@ -174,8 +181,9 @@ def export(args) -> None:
 
 
 def all_stages(args) -> None:
-    """pretrain -> mini-zh-lm; title fine-tune -> mini-zh-title; multitask -> mini-zh; extractor.
-    Each stage resumes; dev losses at the end."""
+    """pretrain -> mini-zh-lm; title fine-tune -> mini-zh-title (+ its title selector); multitask ->
+    out-of-fold extractions -> SPACES summarize fine-tune -> mini-zh (+ its extractor). Each stage
+    resumes; dev losses at the end."""
     import json
     import subprocess
 
@@ -188,13 +196,19 @@ def all_stages(args) -> None:
         ("export", ["export", "--run-dir", str(root / "title"), "--as", TITLE_NAME]),
         ("multitask", ["multitask", "--base", str(root / "pretrain" / "best"), "--run-dir", str(root / "multitask"),
                        "--steps", str(args.multitask_steps)]),
-        ("export", ["export", "--run-dir", str(root / "multitask"), "--as", NAME]),
+        ("out-of-fold extractions", [str(ROOT / "scripts" / "train_extractor.py"), "--backbone",
+                                     str(root / "multitask" / "best"), "--cache", str(root / "oof"), "--no-write"]),
+        ("summarize", ["summarize", "--variant", args.summarize_variant, "--run-dir", str(root / "multitask"),
+                       "--out", str(root / "summarize"), "--oof", str(root / "oof" / "oof-legal-train.jsonl")]),
+        ("export", ["export", "--run-dir", str(root / "summarize"), "--as", NAME]),
+        ("extractor", [str(ROOT / "scripts" / "train_extractor.py"), "--backbone", str(EMBEDDED / NAME), "--folds", "0"]),
+        ("title selector", [str(ROOT / "scripts" / "train_title_selector.py"), "--backbone", str(EMBEDDED / TITLE_NAME)]),
     ]
     for name, argv in stages:
         print(f"== {name}", flush=True)
-        subprocess.run([sys.executable, __file__, *argv, "--threads", str(args.threads)], check=True)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "train_extractor.py"), "--backbone", str(EMBEDDED / NAME)], check=True)
-    for name in ("pretrain", "title", "multitask"):
+        command = argv if argv[0].endswith(".py") else [__file__, *argv]
+        subprocess.run([sys.executable, *command, "--threads", str(args.threads)], check=True)
+    for name in ("pretrain", "title", "multitask", "summarize"):
         dev = [json.loads(x) for x in (root / name / "log.jsonl").read_text(encoding="utf-8").splitlines() if '"dev"' in x]
         print(f"{name}: last dev {dev[-1]['dev'] if dev else 'none'}", flush=True)
 
@@ -216,6 +230,38 @@ def multitask_stage(args) -> None:
         MixedBatches(train, specials_of(tok), args.batch_size, args.schedule.split(","), seed=2),
         evaluate=multitask.dev_evaluator(dev, tok),
         save_model=lambda m, d: save_model_dir(m, tok, d, meta),
+    )
+    print(trainer.fit(), flush=True)
+
+
+def summarize_stage(args) -> None:
+    """The SPACES generator fine-tune (algorithms.md 2.3) of a multitask model: summaries from
+    oracle and out-of-fold extractions (``--oof``, written by ``scripts/train_extractor.py``), 15%
+    of input tokens replaced at random (exposure bias), EMA weights, full or sparse (k = 10)
+    softmax; QA and title batches keep the model's other tasks. Best checkpoint (EMA weights) by the
+    legal-dev summary loss."""
+    from textgen.summarize.training import out_of_fold_extractions
+
+    run = Path(args.out or Path(args.run_dir).parent / f"summarize-{args.variant}")
+    base = Path(args.base or Path(args.run_dir) / "best")
+    backbone = multitask.prepare_backbone(base)
+    tok = ChineseTokenizer.from_dir(base)
+    train, dev = multitask.build_data(Path(args.run_dir), tok)  # the multitask run's cached pools
+    oof = out_of_fold_extractions(Path(args.oof))
+    pairs = corpus.summary_pairs("legal-train")
+    train.pools["summary"] = multitask.spaces_summary_items(tok, pairs, oof)
+    print(f"summary pool: {len(train.pools['summary'])} items from {len(pairs)} documents and {len(oof)} out-of-fold "
+          "extractions", flush=True)
+    meta = multitask.model_meta(NAME, window=256)
+    trainer = Trainer(
+        backbone,
+        TrainConfig(out_dir=str(run), steps=args.steps, lr=args.lr, warmup=30, eval_every=args.eval_every,
+                    save_every=25, log_every=10, progress=False, seed=3, ema=0.99,
+                    sparse_k=10 if args.variant == "sparse" else 0),
+        MixedBatches(train, specials_of(tok), args.batch_size, args.schedule.split(","), seed=3, noise=0.15),
+        evaluate=multitask.dev_evaluator(dev, tok),
+        save_model=lambda m, d: save_model_dir(m, tok, d, meta),
+        metric="dev_summary",
     )
     print(trainer.fit(), flush=True)
 
@@ -256,17 +302,30 @@ def main() -> None:
     e.add_argument("--as", dest="name", choices=(NAME, LM_NAME, TITLE_NAME), default=NAME,
                    help="which embedded model the run becomes (mini-zh: a multitask run)")
     e.add_argument("--window", type=int, default=256)
+    z = sub.add_parser("summarize", help="SPACES generator fine-tune of a multitask model (out-of-fold + oracle "
+                       "extractions, 15% noise, EMA, --variant full|sparse)")
+    z.add_argument("--variant", choices=("full", "sparse"), required=True)
+    z.add_argument("--oof", required=True, help="out-of-fold extractions (scripts/train_extractor.py's oof-legal-train.jsonl)")
+    z.add_argument("--base", help="model to fine-tune (default: RUN_DIR/best, the multitask run)")
+    z.add_argument("--out", help="run directory (default: summarize-VARIANT beside --run-dir)")
+    z.add_argument("--steps", type=int, default=300)
+    z.add_argument("--batch-size", type=int, default=16)
+    z.add_argument("--lr", type=float, default=1e-4)
+    z.add_argument("--eval-every", type=int, default=100)
+    z.add_argument("--schedule", default="summary,summary,qa,title",
+                   help="pools by step, cycled (QA and title batches keep those tasks)")
     a = sub.add_parser("all", help="pretrain, multitask, export and the extractor in one resumable command")
     a.add_argument("--pretrain-steps", type=int, default=7600)
     a.add_argument("--multitask-steps", type=int, default=4000)
-    for q in (p, t, m, e, a):
+    a.add_argument("--summarize-variant", choices=("full", "sparse"), default="full")
+    for q in (p, t, m, z, e, a):
         q.add_argument("--run-dir", default=str(ROOT / "runs" / NAME))
         q.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "export": export,
-     "all": all_stages}[args.stage](args)
+    {"pretrain": pretrain, "title": title, "multitask": multitask_stage, "summarize": summarize_stage,
+     "export": export, "all": all_stages}[args.stage](args)
 
 
 if __name__ == "__main__":

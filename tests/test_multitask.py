@@ -94,6 +94,25 @@ def test_copy_loss_adds_to_the_token_loss_and_trains_the_head(tok):
                          LossModel(headless)(batch.mode, batch.input_ids, batch.token_type_ids, batch.attention_mask, batch.labels))
 
 
+def test_spaces_summary_items_pair_the_oracle_with_the_out_of_fold_extraction(tok):
+    import hashlib
+
+    from textgen.training.multitask import PREFIX, extraction, spaces_summary_items
+
+    docs = [corpus.Pair("".join(SENTENCES[:4]), SENTENCES[1]), corpus.Pair("".join(SENTENCES[4:]), SENTENCES[6])]
+    oof = {hashlib.sha1(docs[0].source.encode()).hexdigest(): SENTENCES[3]}  # the tagger's (wrong) choice
+    items = spaces_summary_items(tok, docs, oof)
+    assert len(items) == 4
+    ids = lambda text: tok.encode(PREFIX["summarize"] + text)  # noqa: E731
+    assert items[0][0] == ids(extraction(docs[0].source, docs[0].target))  # the oracle
+    assert items[1][0] == ids(SENTENCES[3])  # the out-of-fold extraction
+    oracle = extraction(docs[1].source, docs[1].target)
+    assert items[2][0] == ids(oracle) and SENTENCES[6] in oracle
+    assert len(items[3][0]) >= len(items[2][0])  # no out-of-fold extraction: the oracle plus random clauses
+    for k, (src, tgt, src_tags, tgt_tags) in enumerate(items):
+        assert tgt == tok.encode(docs[k // 2].target) and len(src_tags) == len(src) and len(tgt_tags) == len(tgt)
+
+
 def test_packed_windows_have_no_padding_and_mark_document_ends(tok):
     texts = SENTENCES * 3
     windows = packed_windows(tok, texts, 16)

@@ -104,6 +104,25 @@ def _summary_items(tok: ChineseTokenizer, pairs: list[corpus.Pair], noisy: bool)
     return items
 
 
+def spaces_summary_items(tok: ChineseTokenizer, pairs: list[corpus.Pair], out_of_fold: dict[str, str]) -> list[tuple]:
+    """The SPACES generator's data (algorithms.md 2.3): every training document twice, once from
+    its oracle extraction and once from the extraction a tagger that never saw it made
+    (``out_of_fold``: document SHA-1 -> extraction, ``textgen.summarize.training``), so the
+    generator learns both to copy what matters and to cope with the extractor's real mistakes. A
+    document without an out-of-fold extraction gets the oracle plus random extra clauses instead."""
+    import hashlib
+
+    ms, mt = LIMITS["summary"]
+    items = []
+    for k, p in enumerate(pairs):
+        tgt = tok.encode(p.target)[:mt]
+        found = out_of_fold.get(hashlib.sha1(p.source.encode("utf-8")).hexdigest())
+        second = found if found else extraction(p.source, p.target, random.Random(k))
+        for source in (extraction(p.source, p.target), second):
+            items.append(_tagged(tok, PREFIX["summarize"] + source, tgt, ms))
+    return items
+
+
 def qa_window(passage: str, start: int, length: int, size: int = QA_WINDOW, rng: random.Random | None = None) -> tuple[str, int]:
     """At most ``size`` characters of ``passage`` holding the span ``[start, start+length)``; with
     ``rng`` the span sits at a random place in the window, else in its middle. Returns the window
