@@ -12,9 +12,11 @@ One command, resumable (clause vectors are cached under ``--cache``, default
    (``textgen.titles.training.build_documents``);
 3. the tagger (``ClauseTagger``, ``--width``) trained for ``--epochs``, the epoch with the best mean
    char ROUGE-L of its headlines on the held-out selection split kept;
-4. char ROUGE-1/2/L (x100) on the first ``--report`` pairs of ``csl-dev``, ``inews-dev`` and
+4. the shortest headline (``min_chars``: a shorter clause takes the next with it) chosen on the same
+   held-out training articles;
+5. char ROUGE-1/2/L (x100) on the first ``--report`` pairs of ``csl-dev``, ``inews-dev`` and
    ``cctv-dev``: the selector's headlines against lead-20 (the article's first 20 characters);
-5. ``title-selector.safetensors`` (fp16) and ``title-selector.json`` (config, backbone fingerprint,
+6. ``title-selector.safetensors`` (fp16) and ``title-selector.json`` (config, backbone fingerprint,
    data, numbers) written into ``--backbone``.
 """
 
@@ -42,7 +44,7 @@ from textgen.summarize.extractor import backbone_fingerprint  # noqa: E402
 from textgen.summarize.tagger import Document  # noqa: E402
 from textgen.summarize.training import TrainConfig, predict, train_tagger  # noqa: E402
 from textgen.summarize.vectors import ClauseEncoder  # noqa: E402
-from textgen.titles.selector import NAME  # noqa: E402
+from textgen.titles.selector import MIN_CHARS_CHOICES, NAME  # noqa: E402
 from textgen.titles.training import build_documents, chosen_headlines, headline_score  # noqa: E402
 from textgen.tokenizer import ChineseTokenizer  # noqa: E402
 from textgen.training.corpus import title_pairs  # noqa: E402
@@ -81,7 +83,7 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=5000, help="training articles per source (fewer when it has fewer)")
     ap.add_argument("--select", type=int, default=300, help="of those, held out per source to choose the epoch")
     ap.add_argument("--report", type=int, default=200, help="dev pairs per source in the report")
-    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--width", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
@@ -114,9 +116,13 @@ def main() -> None:
 
     cfg = TrainConfig(width=args.width, epochs=args.epochs, batch_size=args.batch_size)
     tagger, run = train_tagger(train, select, cfg, log, score=headline_score)
+    chosen = predict(tagger, select)
+    by_min = {m: round(headline_score(select, chosen, m), 2) for m in MIN_CHARS_CHOICES}
+    min_chars = max(by_min, key=by_min.get)
+    log(f"shortest headline on the selection articles (char ROUGE-L): {by_min}; using {min_chars}")
     metrics = {}
     for split, docs in dev.items():
-        metrics[split] = {"selector": rouge(docs, chosen_headlines(docs, predict(tagger, docs))),
+        metrics[split] = {"selector": rouge(docs, chosen_headlines(docs, predict(tagger, docs), min_chars)),
                           "lead-20": rouge(docs, ["".join(d.clauses)[:20] for d in docs])}
         log(f"{split} (first {len(docs)}): {metrics[split]}")
     meta = {
@@ -124,6 +130,7 @@ def main() -> None:
         "backbone_sha256": fingerprint,
         "vectors": "last layer, masked mean over [CLS] clause [SEP], each clause alone; plus 6 position features",
         "max_tokens": encoder.max_tokens + 2,
+        "min_chars": min_chars,
         "trained": {
             "data": f"{len(train)} articles of csl-train, inews-train, cctv-train (up to {args.per_source} per source); "
                     f"epoch chosen on {len(select)} held-out training articles",

@@ -106,6 +106,9 @@ def test_title_method_clause_gives_the_likeliest_clauses_of_the_article(selector
     assert all(o["text"] in article for o in first)
     assert out[1]["outputs"] == [] and "no clause with letters or digits" in out[1]["error"]
     assert [o["text"] for o in out[2]["outputs"]] == ["只有一句话"] and "1 of 3 headlines" in out[2]["warnings"][0]
+    task.selector().min_chars = 40  # as title-selector.json's "min_chars" sets it: short clauses take the next ones
+    longer = task.run([Record("a", article)], build_config({}))[0]["outputs"][0]["text"]
+    assert longer.startswith(title) and len(longer) > len(title)
 
 
 def test_cli_method_clause_and_a_model_without_a_selector(selector_model, tiny_model):

@@ -7,7 +7,8 @@ article then costs no more than a short one). Each clause gets the frozen backbo
 as what it says: the lead of a news item, the "we propose" sentence of an abstract. The tagger
 (``ClauseTagger``, the summarize extractor's DGCNN) scores every clause in the context of its
 neighbours; the headline is the likeliest clause without its trailing punctuation. A clause too
-short to be a headline on its own (``MIN_CHARS``) takes the next clause with it.
+short to be a headline on its own (``min_chars`` in the selector's JSON, chosen when it was
+trained; ``MIN_CHARS`` by default) takes the next clauses with it.
 
 The tagger is stored beside the backbone whose vectors it reads (``title-selector.safetensors`` and
 ``title-selector.json`` in the model directory) and checked against its weights' fingerprint.
@@ -28,6 +29,7 @@ NAME = "title-selector"
 MAX_CLAUSES = 40
 FEATURES = 6
 MIN_CHARS = 8  # a shorter clause (a dateline, 央视网消息) takes the next clause with it
+MIN_CHARS_CHOICES = (8, 12, 16)  # scripts/train_title_selector.py picks one on held-out training articles
 _LOOSE = " \t\r\n\u3000，。；：、！？,.;:!?"
 
 
@@ -74,6 +76,7 @@ class TitleSelector:
         self.encoder = encoder
         self.tagger = tagger
         self.info = info
+        self.min_chars = int(info.get("min_chars", MIN_CHARS))
 
     def inputs(self, clauses: Sequence[str], vectors: torch.Tensor) -> torch.Tensor:
         return torch.cat([vectors, position_features(clauses)], dim=1)
@@ -91,7 +94,7 @@ class TitleSelector:
                 probs = self.tagger.probabilities(self.inputs(clauses, vectors[start : start + len(clauses)]))
                 start += len(clauses)
                 for i in probs.argsort(descending=True).tolist():
-                    text = headline(clauses, i)
+                    text = headline(clauses, i, self.min_chars)
                     if text and all(text != r[0] for r in ranked):
                         ranked.append((text, float(probs[i]), i))
                     if len(ranked) == n:

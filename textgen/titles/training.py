@@ -15,7 +15,7 @@ import torch
 
 from textgen.evaluation.metrics import score_pair
 from textgen.summarize.tagger import Document
-from textgen.titles.selector import candidates, headline, position_features
+from textgen.titles.selector import MIN_CHARS, candidates, headline, position_features
 
 
 def _rouge_l(candidate: str, reference: str) -> float:
@@ -46,12 +46,12 @@ def build_documents(
     return docs
 
 
-def chosen_headlines(docs: Sequence[Document], probs: Sequence[Sequence[float]]) -> list[str]:
+def chosen_headlines(docs: Sequence[Document], probs: Sequence[Sequence[float]], min_chars: int = MIN_CHARS) -> list[str]:
     """The headline the tagger would choose for each document (its likeliest clause)."""
-    return [headline(d.clauses, max(range(len(p)), key=p.__getitem__)) for d, p in zip(docs, probs)]
+    return [headline(d.clauses, max(range(len(p)), key=p.__getitem__), min_chars) for d, p in zip(docs, probs)]
 
 
-def headline_score(docs: Sequence[Document], probs: Sequence[Sequence[float]]) -> float:
+def headline_score(docs: Sequence[Document], probs: Sequence[Sequence[float]], min_chars: int = MIN_CHARS) -> float:
     """Mean char ROUGE-L F (x100) of the chosen headlines against the real titles (``Document.summary``)."""
-    chosen = chosen_headlines(docs, probs)
+    chosen = chosen_headlines(docs, probs, min_chars)
     return sum(_rouge_l(h, d.summary) for h, d in zip(chosen, docs)) / max(len(docs), 1)
