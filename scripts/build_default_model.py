@@ -84,8 +84,9 @@ TITLE_META = {
     "max_source_tokens": 200,
     "max_context_tokens": 258,
     "decoding": TITLE_DECODING,
-    # Titles built from pieces of the article: no made-up numbers (docs/decoding.md "Copy").
-    "options": {"title": {"copy": "text"}},
+    # The article's most headline-like clause (its title selector, docs/titles-selector.md); with
+    # --method write, titles built from pieces of the article: no made-up numbers (docs/decoding.md "Copy").
+    "options": {"title": {"method": "clause", "copy": "text"}},
 }
 
 

@@ -50,7 +50,7 @@ from textgen.tokenizer import ChineseTokenizer  # noqa: E402
 from textgen.training.corpus import title_pairs  # noqa: E402
 
 SOURCES = ("csl", "inews", "cctv")
-CACHE_VERSION = 1  # bump when clause splitting, features or labels change
+CACHE_VERSION = 2  # bump when clause splitting, features or labels change
 
 
 def log(message: str) -> None:

@@ -16,6 +16,7 @@ The tagger is stored beside the backbone whose vectors it reads (``title-selecto
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,15 @@ MIN_CHARS_CHOICES = (8, 12, 16)  # scripts/train_title_selector.py picks one on 
 _LOOSE = " \t\r\n\u3000，。；：、！？,.;:!?"
 
 
+# An ASCII full stop ends a sentence when a Chinese character follows it (many abstracts write
+# "算法D-MPPCA.该算法"), never inside a number (0.7) or an abbreviation before Latin letters.
+_ASCII_STOP = re.compile(r"(?<=\D\.)(?=[\u4e00-\u9fff])")
+
+
 def candidates(text: str) -> list[str]:
     """The clauses a headline is chosen from: the first ``MAX_CLAUSES`` with any letter or digit."""
-    clauses = [c for c in split_clauses(text) if any(ch.isalnum() for ch in c)]
-    return clauses[:MAX_CLAUSES]
+    clauses = [part for c in split_clauses(text) for part in _ASCII_STOP.split(c)]
+    return [c for c in clauses if any(ch.isalnum() for ch in c)][:MAX_CLAUSES]
 
 
 def position_features(clauses: Sequence[str]) -> torch.Tensor:
@@ -45,7 +51,7 @@ def position_features(clauses: Sequence[str]) -> torch.Tensor:
     rows, before = [], 0
     for i, clause in enumerate(clauses):
         rows.append([1 / (i + 1), i / len(clauses), float(i == 0), min(before, 2000) / 500, len(clause) / 30,
-                     float(clause.rstrip().endswith(("。", "！", "？", "!", "?")))])
+                     float(clause.rstrip().endswith(("。", "！", "？", "!", "?", ".")))])
         before += len(clause)
     return torch.tensor(rows, dtype=torch.float32).reshape(len(clauses), FEATURES)
 
