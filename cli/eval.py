@@ -272,8 +272,6 @@ def title(
     from textgen.tasks.title import TitleTask
 
     options = {k: v for k, v in (("method", method), ("copy", copy)) if v is not None}
-    if copy is not None and method is None:
-        options["method"] = "write"  # a copy mode is a way of writing
     try:
         options = {k: TitleTask.check_option(k, v) for k, v in options.items()}
     except ValueError as exc:

@@ -80,6 +80,9 @@ def selector_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
     """A tiny model whose title selector is trained here on planted data (as
     scripts/train_title_selector.py trains and saves one)."""
     model = save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-titles", tasks=["title"])
+    meta = json.loads((model / "textgen.json").read_text(encoding="utf-8"))
+    meta["options"] = {"title": {"method": "clause"}}  # as the embedded title model presets it
+    (model / "textgen.json").write_text(json.dumps(meta), encoding="utf-8")
     encoder = ClauseEncoder(BertBackbone.load(model), ChineseTokenizer.from_dir(model))
     train, held = build_documents(articles(80, 0), encoder), build_documents(articles(20, 1), encoder)
     torch.manual_seed(0)
@@ -117,9 +120,11 @@ def test_title_method_clause_gives_the_likeliest_clauses_of_the_article(selector
 def test_cli_method_clause_and_a_model_without_a_selector(selector_model, tiny_model):
     model, _ = selector_model
     article, title = articles(1, 8)[0]
-    result = run("title", "--model", model, "--method", "clause", "--format", "jsonl", article)
+    result = run("title", "--model", model, "--format", "jsonl", article)  # the model's preset
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["outputs"][0]["text"] == title
+    result = run("title", "--model", model, "--copy", "text", "--format", "jsonl", article)  # --copy asks for writing
+    assert result.exit_code == 0 and "method" not in json.loads(result.stdout), result.output
     result = run("title", "--model", tiny_model, "--method", "clause", article)
     assert result.exit_code == 2 and "no title selector" in result.output and "Traceback" not in result.output
 
