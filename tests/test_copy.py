@@ -443,7 +443,8 @@ def test_copy_flag_on_the_command_line(copy_model):
     assert good.exit_code == 0, good.output
     assert good.stdout.strip().replace(" ", "") in SOURCES[1]
     helped = runner.invoke(app, ["title", "--help"], terminal_width=200)
-    assert "--copy" in helped.stdout and "off, text, span, head" in helped.stdout
+    flat = " ".join(helped.stdout.replace("│", " ").split())  # rich wraps the help wherever the width falls
+    assert "--copy" in flat and "off, text, span, head" in flat
 
 
 def test_copy_in_the_repl(copy_model):
