@@ -156,7 +156,9 @@ class Repl:
     def show_settings(self) -> None:
         config = self.config(self.overrides)
         values = " ".join(f"{f.name}={getattr(config, f.name)}" for f in fields(config))
-        opts = " ".join(f"{k}={v}" for k, v in {**TASKS[self.task].options, **self.info.options.get(self.task, {}), **self.options}.items())
+        task = TASKS[self.task]
+        shown = {**task.options, **task.implied(self.info.options.get(self.task, {})), **task.implied(self.options)}
+        opts = " ".join(f"{k}={v}" for k, v in shown.items())
         say(f"task {self.task}, model {self.info.name}\n{values}" + (f"\n{opts}" if opts else ""))
 
     def paste(self, read: Callable[[str], str]) -> None:
@@ -191,7 +193,8 @@ class Repl:
                     self.user, device, allow_pickle=self.allow_pickle, dtype=self.dtype, prompt_file=self.prompt_file
                 )
             task = self.engine.task(self.task, self.info)
-            task.configure(**{**task.preset, **self.options})
+            task.configure(**task.preset)  # the model's choices, then the user's :set on top (as flags are)
+            task.configure(**self.options)
             config = fit_length(task, config, explicit="max_new_tokens" in self.overrides, how=":set max_new_tokens")
             stream = Stream() if stream_wanted(self.stream, single=True) else None
             out = task.run([make_record("repl", text)], config, on_text=stream)[0]

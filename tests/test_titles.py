@@ -129,6 +129,18 @@ def test_cli_method_clause_and_a_model_without_a_selector(selector_model, tiny_m
     assert result.exit_code == 2 and "no title selector" in result.output and "Traceback" not in result.output
 
 
+def test_repl_chooses_by_preset_and_writes_after_set_copy(selector_model):
+    model, _ = selector_model
+    article, title = articles(1, 9)[0]
+    script = f"{article}\n:set copy=text min_new_tokens=2 max_new_tokens=6\n:set\n{article}\n:set method=clause\n{article}\n"
+    result = CliRunner().invoke(app, ["repl", "--model", str(model), "--task", "title"], input=script)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 3 and lines[0] == lines[2] == title  # preset clause, then clause again
+    assert lines[1] != title, result.output  # written by the (random) model after :set copy=text
+    assert "method=write copy=text" in result.stderr  # :set shows what is in force
+
+
 def test_a_selector_of_other_weights_is_refused(selector_model, tmp_path):
     model, _ = selector_model
     other = save_tiny_model(tmp_path / "other", seed=1)

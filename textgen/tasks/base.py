@@ -72,12 +72,20 @@ class Task:
         self.configure(**options)
 
     def configure(self, **options: Any) -> None:
-        """Change task options (``heal=False``...); unknown names and values of the wrong type or
-        outside the option's choices are a ``ValueError`` naming the option."""
+        """Change task options (``heal=False``...) and what they imply (``implied``); unknown
+        names and values of the wrong type or outside the option's choices are a ``ValueError``
+        naming the option."""
+        options = self.implied(options)
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(f"task {self.name!r} has no option(s) {unknown}")
         self.settings.update({k: self.check_option(k, v) for k, v in options.items()})
+
+    @classmethod
+    def implied(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` plus the settings they imply when given together (a subclass says which);
+        the REPL shows settings through it too."""
+        return options
 
     @classmethod
     def check_option(cls, name: str, value: Any) -> Any:

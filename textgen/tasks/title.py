@@ -53,11 +53,12 @@ class TitleTask(Task):
 
     _selector: Any = None  # the model directory's title selector, loaded on first use
 
-    def configure(self, **options: Any) -> None:
+    @classmethod
+    def implied(cls, options: dict[str, Any]) -> dict[str, Any]:
         # A copy mode is a way of writing: --copy alone asks for a written title, whatever the preset.
         if "copy" in options and "method" not in options:
-            options["method"] = "write"
-        super().configure(**options)
+            return {**options, "method": "write"}
+        return options
 
     def check_ready(self) -> None:
         if self.settings["method"] == "clause":
