@@ -64,7 +64,8 @@ def summarize(
     chars: Annotated[int, typer.Option("--baseline-chars", min=1, help="N: the length of the lead, last and TextRank baselines in characters.")] = 150,
     beam: Annotated[int | None, typer.Option("--beam", "-b", min=1, show_default=False, help="Beam width (default: the model's summarize setting).")] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1, show_default=False, help="Longest summary in tokens (default: the model's setting).")] = None,
-    copy: Annotated[bool | None, typer.Option("--copy/--no-copy", show_default=False, help="Generate with the copy mechanism (default: the model's choice, else on).")] = None,
+    copy: Annotated[str | None, typer.Option("--copy", show_default=False, metavar="MODE",
+                                             help="Copy mechanism: auto, off, text or head, as for `textgen summarize --copy` (default: the model's choice, else auto).")] = None,
     predictions: Annotated[Path | None, typer.Option("--predictions", show_default=False,
                                                      help="Also write each record's summaries, extraction and reference to this JSONL file.")] = None,
     batch_size: BatchOption = 8,
@@ -91,10 +92,10 @@ def summarize(
         engine = Engine(user, _device(device, user), allow_pickle=allow_pickle)
         config = engine.config("summarize", info, overrides)
         task = engine.task("summarize", info)
-    except EngineError as exc:
+        if copy is not None:
+            task.configure(copy=copy)
+    except (EngineError, ValueError) as exc:
         fail(str(exc))
-    if copy is not None:
-        task.configure(copy=copy)
     from textgen.summarize.evaluate import baseline_summaries, implementation, score_summaries, unit_note
 
     records = [rec for rec, _ in pairs]

@@ -110,6 +110,10 @@ def test_eval_reports_the_model_its_extractor_and_the_baselines(summarize_model:
     assert table.exit_code == 0 and "oracle extraction" in table.stdout and "CAIL" in table.stdout
     bad = run("eval", "summarize", "--data", data, "-m", summarize_model, "--ref-field", "nope")
     assert bad.exit_code == 2 and "no reference summary" in bad.stderr
+    off = run("eval", "summarize", "--data", data, "-m", summarize_model, "--copy", "off", "--format", "json", "--no-baselines")
+    assert off.exit_code == 0 and json.loads(off.stdout)["decoding"]["copy"] == "off", off.output
+    bad = run("eval", "summarize", "--data", data, "-m", summarize_model, "--copy", "yes")
+    assert bad.exit_code == 2 and "copy must be one of auto, off, text, head" in bad.stderr
 
 
 def test_a_document_longer_than_other_tasks_read_is_scored_whole(summarize_model: Path):
