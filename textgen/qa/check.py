@@ -12,6 +12,7 @@ mean log-probability of the answer (and the end of the turn) right after its ``q
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -99,11 +100,16 @@ def _score_causal(adapter, prompts, targets) -> list[float]:
         rows.append(prompt + list(target))
     ids, mask = _pad(rows, adapter.pad_token_id, left=True, device=adapter.device)
     positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
-    logits = adapter.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions).logits
+    # Only the last positions predict target tokens (rows are left padded): with a 150k vocabulary,
+    # logits for every position of 16 long prompts would take gigabytes.
+    keep = max(len(t) for t in targets) + 1
+    kw = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(adapter.model.forward).parameters else {}
+    logits = adapter.model(input_ids=ids, attention_mask=mask.long(), position_ids=positions, **kw).logits
     width = ids.shape[1]
+    first = width - logits.shape[1]  # the position logits[:, 0] belongs to
     scores = []
     for i, target in enumerate(targets):
         pos = torch.arange(width - len(target), width, device=ids.device)  # the target's positions
-        logp = torch.log_softmax(logits[i, pos - 1].float(), dim=-1)
+        logp = torch.log_softmax(logits[i, pos - 1 - first].float(), dim=-1)
         scores.append(float(logp.gather(1, ids[i, pos][:, None]).mean()))
     return scores
