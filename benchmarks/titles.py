@@ -260,7 +260,7 @@ the article does not contain (a number is a whole digit run such as `0.7` or `20
 `0.7` counts; a lead cut inside a number counts too). A system named `model copy=MODE` decodes with
 that copy mechanism (`off`, `tokens`: the earlier token-set constraint, `text`, `span`, `head`;
 docs/decoding.md "Copy"); `model copy=clause` is `--method clause`: the clause the model's title
-selector chooses (docs/titles.md; nothing is decoded, so greedy and beam rows agree).
+selector chooses (docs/titles-selector.md; nothing is decoded, so greedy and beam rows agree).
 
 **Units and implementations.** Tables are at the character level (every non-whitespace character a
 token, lowercased: the protocol of the published CSL numbers); the JSON also has the jieba word
