@@ -159,11 +159,11 @@ def title(args) -> None:
                            batch_size=args.batch_size, noise=args.noise), flush=True)
 
 
-def _shippable(path: Path) -> BertBackbone:
+def _shippable(path: Path, copy_head: bool | None = None) -> BertBackbone:
     """The checkpoint with BERT's dropout of 0.1 as the default for whoever trains on from it: the
     build run turned dropout off while the backbone under-fitted, but fine-tuning on a few thousand
     pairs over-fits without it (the title fine-tune's dev loss rose after 100 steps)."""
-    model = BertBackbone.load(path)
+    model = BertBackbone.load(path, copy_head=copy_head)
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.1
     return model
 
@@ -177,7 +177,10 @@ def export(args) -> None:
         LM_NAME: LM_META,
         TITLE_NAME: TITLE_META,
     }[args.name]
-    save_model_dir(_shippable(best), ChineseTokenizer.from_dir(best), EMBEDDED / args.name, meta, dtype=torch.float16)
+    # Only the multitask model ships its copy head: a language model continued with the multitask
+    # stage carries an untrained one, which would make --copy head look available.
+    copy_head = None if args.name == NAME else False
+    save_model_dir(_shippable(best, copy_head), ChineseTokenizer.from_dir(best), EMBEDDED / args.name, meta, dtype=torch.float16)
     print(f"exported {best} -> {EMBEDDED / args.name}", flush=True)
 
 
