@@ -75,7 +75,6 @@ COPY_MODES = ("off", "tokens", "text", "span", "head", "clause")
 DECODINGS = {"greedy": 1, "beam3": 3}
 LEADS = (18, 20)
 SPEED_BATCHES = (1, 16)
-N_EXAMPLES = 5
 SECTION = "Title generation: quality and speed"
 
 
@@ -106,17 +105,16 @@ def lead_rows(split: str, pairs: list[Pair]) -> list[dict]:
 
 
 def model_rows(split: str, pairs: list[Pair], model: ModelCopy, task, label: str, copy: str, decodings: dict[str, int],
-               batch_size: int) -> tuple[list[dict], dict[str, list[str]]]:
-    """Titles for every pair with each decoding, scored; also the predictions by decoding name."""
-    rows, predictions = [], {}
+               batch_size: int) -> list[dict]:
+    """Titles for every pair with each decoding, scored."""
+    rows = []
     for decoding, beams in decodings.items():
         config = title_config(model, beams)
         out = run_task(task, [p.source for p in pairs], config, batch_size)
-        predictions[decoding] = out.texts
         rows.append(row(split, label, decoding, out.texts, pairs, copy=copy, failed=out.failed,
                         cut_at_max_tokens=out.cut, seconds=round(out.seconds, 2), config=config_dict(config)))
         print(f"  {split} {label} {decoding}: {len(pairs)} titles in {out.seconds:.1f}s", flush=True)
-    return rows, predictions
+    return rows
 
 
 def copy_task(model: ModelCopy, mode: str | None):
@@ -154,12 +152,6 @@ def title_config(model: ModelCopy, beams: int):
     return config
 
 
-def examples(pairs: list[Pair], predictions: dict[str, list[str]], k: int = N_EXAMPLES) -> list[dict]:
-    """``k`` records evenly spaced over the split (no picking): reference and each model's title."""
-    picks = [i * len(pairs) // k for i in range(min(k, len(pairs)))]
-    return [{"index": i, "reference": pairs[i].target, **{name: preds[i] for name, preds in predictions.items()}} for i in picks]
-
-
 # ---------------------------------------------------------------------- speed
 def speed_rows(model: ModelCopy, task, sources: list[str], repeats: int) -> list[dict]:
     """Titles per second over ``sources`` for each batch size and decoding: a warm-up batch,
@@ -189,16 +181,6 @@ def quality_table(rows: list[dict], unit: str = "char") -> str:
 def speed_table(rows: list[dict]) -> str:
     body = [[r["model"], r["batch"], r["decoding"], r["titles"], f"{r['seconds']:.2f}", f"{r['titles_per_s']:.1f}"] for r in rows]
     return markdown_table(["model", "batch", "decoding", "titles", "seconds (median)", "titles / s"], body, "lrlrrr")
-
-
-def cell(text: str) -> str:
-    """A title as one markdown table cell: pipes escaped, line breaks shown as ⏎."""
-    return " ⏎ ".join(text.replace("|", "\\|").splitlines()) if text.strip() else "(empty)"
-
-
-def examples_table(items: list[dict], names: list[str], decoding: str) -> str:
-    body = [[item["index"], cell(item["reference"]), *(cell(item[n]) for n in names)] for item in items]
-    return markdown_table(["record", "reference", *(f"{n} ({decoding})" for n in names)], body, "r" + "l" * (len(names) + 1))
 
 
 def split_size(split: dict) -> str:
@@ -240,9 +222,6 @@ def render(report: dict) -> str:
                        for name, s in report["splits"].items())
     quality = "\n\n".join(f"**{name}** (n = {s['n']}, character level)\n\n{quality_table([r for r in report['quality'] if r['split'] == name])}"
                           for name, s in report["splits"].items())
-    names = report["systems"]
-    examples = "\n\n".join(f"**{name}**\n\n{examples_table(report['examples'][name], names, report['example_decoding'])}"
-                           for name in report["splits"]) if names else "(no model given)"
     speed = speed_table(report["speed"]) if report["speed"] else "(not measured)"
     return f"""Written by `python benchmarks/titles.py {args['command']}`; raw numbers, including the
 word-level scores, in `{args['out']}`. Machine: {machine_line(env)}.
@@ -293,12 +272,8 @@ sources of a batch to the longest one.
 
 {speed}
 
-### Examples
-
-{N_EXAMPLES} records per split, evenly spaced (record index = position in the split), the
-reference title and each system's title; the articles are not reproduced.
-
-{examples}
+No example titles are written: reference titles, and titles made of the articles' own words,
+are the data sets' text, which stays outside the repository.
 """
 
 
@@ -339,11 +314,10 @@ def main() -> None:
                       "speed_n": args.speed_n, "repeats": args.repeats, "out": rel(args.out)},
         "splits": {s: {"n": len(p), "of": len(available[s]), "source": SPLITS[s], "reference_mean_chars": round(mean_chars([x.target for x in p]), 2)}
                    for s, p in data.items()},
-        "models": [], "systems": [], "quality": [], "speed": [], "examples": {}, "example_decoding": list(decodings)[-1],
+        "models": [], "systems": [], "quality": [], "speed": [],
     }
     for split, pairs in data.items():
         report["quality"] += lead_rows(split, pairs)
-    predictions: dict[str, dict[str, list[str]]] = {s: {} for s in splits}
     speed_sources = [p.source for p in title_pairs("csl-test")[: args.speed_n]]
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.model:
@@ -358,13 +332,10 @@ def main() -> None:
                                              "source_tokens": source_tokens(task, title_config(model, 3))})
                 for split, pairs in data.items():
                     how = "clause" if task.settings["method"] == "clause" else task.settings["copy"]
-                    rows, preds = model_rows(split, pairs, model, task, label, mode or how, decodings,
-                                             args.batch_size)
-                    report["quality"] += rows
-                    predictions[split][label] = preds[list(decodings)[-1]]
+                    report["quality"] += model_rows(split, pairs, model, task, label, mode or how, decodings,
+                                                    args.batch_size)
                 if mode == modes[0] and args.speed_n:
                     report["speed"] += speed_rows(model, task, speed_sources, args.repeats)
-    report["examples"] = {s: examples(data[s], predictions[s]) for s in splits}
     order = {label: i for i, label in enumerate(report["systems"])}
     report["quality"].sort(key=lambda r: (splits.index(r["split"]), order.get(r["system"], -1)))
 

@@ -50,8 +50,8 @@ def test_candidates_skip_clauses_without_letters_and_stop_at_the_head():
     assert len(clauses) == MAX_CLAUSES and clauses[0] == "第0句话。"
     assert candidates("……！？。") == [] and candidates("") == []
     # an ASCII full stop before a Chinese character ends a sentence; not inside 0.7 or before Latin letters
-    assert candidates("提出一种算法D-MPPCA.该算法使价格上涨0.7%.见e.g. 附录") == [
-        "提出一种算法D-MPPCA.", "该算法使价格上涨0.7%.", "见e.g. 附录"]
+    assert candidates("我们设计了模型XY-Net.该模型使精度提高0.7%.见e.g. 附录") == [
+        "我们设计了模型XY-Net.", "该模型使精度提高0.7%.", "见e.g. 附录"]
 
 
 def test_headline_strips_punctuation_and_takes_the_next_clause_when_too_short():

@@ -35,7 +35,7 @@ _LOOSE = " \t\r\n\u3000，。；：、！？,.;:!?"
 
 
 # An ASCII full stop ends a sentence when a Chinese character follows it (many abstracts write
-# "算法D-MPPCA.该算法"), never inside a number (0.7) or an abbreviation before Latin letters.
+# "模型XY-Net.该模型"), never inside a number (0.7) or an abbreviation before Latin letters.
 _ASCII_STOP = re.compile(r"(?<=\D\.)(?=[\u4e00-\u9fff])")
 
 
