@@ -228,8 +228,10 @@ def test_source_prefixes_come_from_the_models_textgen_json(qa_model, tmp_path):
     meta = json.loads((model / "textgen.json").read_text(encoding="utf-8"))
     meta["source_prefix"] = {"qa": "问答：", "qa_check": "阅读：", "title": 3}
     (model / "textgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    assert load_task("qa", model, model="m").source_prefix == {"qa": "问答：", "qa_check": "阅读："}
-    assert load_task("qa", qa_model, model="m").source_prefix == {}
+    task = load_task("qa", model, model="m")
+    assert task.source_prefix == {"qa": "问答：", "qa_check": "阅读："}
+    assert (task.driver.qa_prefix, task.driver.check_prefix) == ("问答：", "阅读：")  # what the generator reads
+    assert load_task("qa", qa_model, model="m").driver.qa_prefix == ""
 
 
 NUMBERS = ["工厂去年生产了2023吨钢，比前年多了18.5吨。", "新馆藏书120万册，每天接待3000名读者。", "地铁线路长45公里，设有12个车站。"]

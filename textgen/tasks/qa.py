@@ -61,7 +61,15 @@ class QATask(Task):
         from textgen.qa.drivers import driver_for
 
         super().__init__(adapter, **kw)
-        self.driver = driver_for(adapter, self.source_prefix)  # a model that cannot do QA is said at load time
+        driver_for(adapter)  # a model that can do no QA is refused at load time, not once per record
+
+    @property
+    def driver(self) -> Any:
+        """How this model is asked (``textgen.qa.drivers``), built on use: the source prefixes come
+        from ``model_dir``, which ``load_task`` sets after ``__init__``."""
+        from textgen.qa.drivers import driver_for
+
+        return driver_for(self.adapter, self.source_prefix)
 
     @classmethod
     def check_option(cls, name: str, value: Any) -> Any:
