@@ -270,6 +270,17 @@ def summarize_stage(args) -> None:
     print(trainer.fit(), flush=True)
 
 
+def _fine_tune_options(parser: argparse.ArgumentParser, name: str, *, steps: int, lr: float) -> None:
+    """The options the fine-tune stages (``title``, ``summarize``) share."""
+    parser.add_argument("--variant", choices=("full", "sparse"), required=True, help="full or sparse (k = 10) softmax")
+    parser.add_argument("--base", help="model to fine-tune (default: RUN_DIR/best)")
+    parser.add_argument("--out", help=f"run directory (default: {name}-VARIANT beside --run-dir)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--eval-every", type=int, default=100)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="stage", required=True)
@@ -285,14 +296,8 @@ def main() -> None:
     p.add_argument("--schedule", default=",".join(SCHEDULE),
                    help="objectives by step, cycled (a pure function of the step, so it may change on resume)")
     t = sub.add_parser("title", help="fine-tune the pretrained model on title pairs")
-    t.add_argument("--variant", choices=("full", "sparse"), required=True)
-    t.add_argument("--base", help="model to fine-tune (default: RUN_DIR/best)")
-    t.add_argument("--out", help="run directory (default: title-VARIANT beside --run-dir)")
-    t.add_argument("--steps", type=int, default=600)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=2e-4)
+    _fine_tune_options(t, "title", steps=600, lr=2e-4)
     t.add_argument("--noise", type=float, default=0.0)
-    t.add_argument("--eval-every", type=int, default=100)
     m = sub.add_parser("multitask", help="continue a backbone on the whole corpus with every task (resumable)")
     m.add_argument("--base", help="model to continue (default: the embedded mini-zh; its copy head loads)")
     m.add_argument("--steps", type=int, default=4000)
@@ -308,14 +313,8 @@ def main() -> None:
     e.add_argument("--window", type=int, default=256)
     z = sub.add_parser("summarize", help="SPACES generator fine-tune of a multitask model (out-of-fold + oracle "
                        "extractions, 15% noise, EMA, --variant full|sparse)")
-    z.add_argument("--variant", choices=("full", "sparse"), required=True)
+    _fine_tune_options(z, "summarize", steps=300, lr=1e-4)
     z.add_argument("--oof", required=True, help="out-of-fold extractions (scripts/train_extractor.py's oof-legal-train.jsonl)")
-    z.add_argument("--base", help="model to fine-tune (default: RUN_DIR/best, the multitask run)")
-    z.add_argument("--out", help="run directory (default: summarize-VARIANT beside --run-dir)")
-    z.add_argument("--steps", type=int, default=300)
-    z.add_argument("--batch-size", type=int, default=16)
-    z.add_argument("--lr", type=float, default=1e-4)
-    z.add_argument("--eval-every", type=int, default=100)
     z.add_argument("--schedule", default="summary,summary,qa,title",
                    help="pools by step, cycled (QA and title batches keep those tasks)")
     a = sub.add_parser("all", help="pretrain, multitask, export and the extractor in one resumable command")

@@ -47,10 +47,12 @@ from textgen.summarize.tagger import Document  # noqa: E402
 from textgen.summarize.training import (  # noqa: E402
     TrainConfig,
     build_documents,
+    cached_documents,
     cross_fit,
     extraction_score,
     predict,
     train_tagger,
+    weights_cache,
     write_out_of_fold,
 )
 from textgen.summarize.vectors import ClauseEncoder  # noqa: E402
@@ -66,22 +68,18 @@ def log(message: str) -> None:
 
 
 def load_documents(split: str, encoder: ClauseEncoder, cache: Path, key: str) -> list[Document]:
-    path = cache / f"vectors-{split}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=False)
-        if saved.get("key") == key:
-            return [Document(v.float(), lab, cl, s) for v, lab, cl, s in saved["docs"]]
-    pairs = [(p.source, p.target) for p in summary_pairs(split)]
-    log(f"{split}: encoding the clauses of {len(pairs)} documents")
-    start = time.time()
-    from textgen.cli.output import progress_bar
+    def build() -> list[Document]:
+        pairs = [(p.source, p.target) for p in summary_pairs(split)]
+        log(f"{split}: encoding the clauses of {len(pairs)} documents")
+        start = time.time()
+        from textgen.cli.output import progress_bar
 
-    with progress_bar(sys.stderr.isatty(), None) as advance:
-        docs = build_documents(pairs, encoder, advance)
-    log(f"{split}: {sum(len(d.clauses) for d in docs)} clauses in {time.time() - start:.0f} s")
-    rows = [(d.vectors.half(), d.labels, d.clauses, d.summary) for d in docs]
-    torch.save({"key": key, "docs": rows}, path)
-    return docs
+        with progress_bar(sys.stderr.isatty(), None) as advance:
+            docs = build_documents(pairs, encoder, advance)
+        log(f"{split}: {sum(len(d.clauses) for d in docs)} clauses in {time.time() - start:.0f} s")
+        return docs
+
+    return cached_documents(cache / f"vectors-{split}.pt", key, build)
 
 
 def rouge_table(docs: list[Document], probs: list[list[float]], rule: dict) -> dict[str, float]:
@@ -111,10 +109,7 @@ def main() -> None:
     started = time.time()
 
     model_dir = args.backbone.expanduser().resolve()
-    fingerprint = ex.backbone_fingerprint(model_dir)
-    name = textgen_meta(model_dir).get("name") or model_dir.name
-    cache = args.cache or ROOT / "runs" / "extractor" / f"{name}-{fingerprint[:8]}"
-    cache.mkdir(parents=True, exist_ok=True)
+    cache, fingerprint = weights_cache(model_dir, ROOT / "runs" / "extractor", args.cache)
     log(f"backbone {model_dir} (weights {fingerprint}); cache {cache}")
 
     backbone = BertBackbone.load(model_dir)

@@ -23,7 +23,6 @@ One command, resumable (clause vectors are cached under ``--cache``, default
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -38,11 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from textgen.evaluation.metrics import score_corpus  # noqa: E402
-from textgen.models.adapters import meta_tokens, textgen_meta  # noqa: E402
+from textgen.models.adapters import meta_tokens  # noqa: E402
 from textgen.models.backbone import BertBackbone  # noqa: E402
-from textgen.summarize.extractor import backbone_fingerprint  # noqa: E402
 from textgen.summarize.tagger import Document  # noqa: E402
-from textgen.summarize.training import TrainConfig, predict, train_tagger  # noqa: E402
+from textgen.summarize.training import TrainConfig, cached_documents, predict, train_tagger, weights_cache  # noqa: E402
 from textgen.summarize.vectors import ClauseEncoder  # noqa: E402
 from textgen.titles.selector import MIN_CHARS_CHOICES, NAME  # noqa: E402
 from textgen.titles.training import build_documents, chosen_headlines, headline_score  # noqa: E402
@@ -58,17 +56,14 @@ def log(message: str) -> None:
 
 
 def documents(tag: str, pairs: list[tuple[str, str]], encoder: ClauseEncoder, cache: Path, key: str) -> list[Document]:
-    path = cache / f"docs-{tag}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=False)
-        if saved.get("key") == key:
-            return [Document(v.float(), lab, cl, t) for v, lab, cl, t in saved["docs"]]
-    log(f"{tag}: encoding the clauses of {len(pairs)} articles")
-    start = time.time()
-    docs = build_documents(pairs, encoder)
-    log(f"{tag}: {sum(len(d.clauses) for d in docs)} clauses in {time.time() - start:.0f} s")
-    torch.save({"key": key, "docs": [(d.vectors.half(), d.labels, d.clauses, d.summary) for d in docs]}, path)
-    return docs
+    def build() -> list[Document]:
+        log(f"{tag}: encoding the clauses of {len(pairs)} articles")
+        start = time.time()
+        docs = build_documents(pairs, encoder)
+        log(f"{tag}: {sum(len(d.clauses) for d in docs)} clauses in {time.time() - start:.0f} s")
+        return docs
+
+    return cached_documents(cache / f"docs-{tag}.pt", key, build)
 
 
 def rouge(docs: list[Document], texts: list[str]) -> dict[str, float]:
@@ -93,10 +88,7 @@ def main() -> None:
     started = time.time()
 
     model_dir = args.backbone.expanduser().resolve()
-    fingerprint = backbone_fingerprint(model_dir)
-    name = textgen_meta(model_dir).get("name") or model_dir.name
-    cache = args.cache or ROOT / "runs" / "title-selector" / f"{name}-{fingerprint[:8]}"
-    cache.mkdir(parents=True, exist_ok=True)
+    cache, fingerprint = weights_cache(model_dir, ROOT / "runs" / "title-selector", args.cache)
     log(f"backbone {model_dir} (weights {fingerprint}); cache {cache}")
     encoder = ClauseEncoder(BertBackbone.load(model_dir), ChineseTokenizer.from_dir(model_dir),
                             max_tokens=meta_tokens(model_dir, "max_context_tokens"))

@@ -24,12 +24,14 @@ from textgen.summarize.oracle import lcs_length, main_score, oracle_labels
 from textgen.summarize.tagger import ClauseTagger, Document, ResGatedConv, TaggerConfig
 from textgen.summarize.training import (
     TrainConfig,
+    cached_documents,
     cross_fit,
     extraction_score,
     folds_of,
     out_of_fold_extractions,
     predict,
     train_tagger,
+    weights_cache,
     write_out_of_fold,
 )
 
@@ -263,3 +265,22 @@ def test_a_summary_may_stop_at_half_its_source_and_the_minimum_follows_its_beam(
     assert out[0, 3] == 0 and out[1, 3] == float("-inf") and torch.isfinite(out[1, :3]).all()
     rule.reorder(torch.tensor([1, 1]))  # both rows now continue the second input's beam
     assert (rule(torch.zeros(2, 3, dtype=torch.long), logits)[:, 3] == float("-inf")).all()
+
+
+def test_documents_are_cached_per_key_and_caches_per_weights(tmp_path: Path, summarize_model: Path):
+    calls = []
+
+    def build() -> list[Document]:
+        calls.append(1)
+        return [Document(torch.randn(3, 4), [1], ["甲，", "乙，", "丙。"], "乙")]
+
+    path = tmp_path / "docs.pt"
+    first = cached_documents(path, "k1", build)
+    again = cached_documents(path, "k1", build)
+    assert len(calls) == 1 and again[0].labels == [1] and again[0].clauses == first[0].clauses
+    assert torch.allclose(again[0].vectors, first[0].vectors, atol=1e-2)  # stored in fp16
+    cached_documents(path, "k2", build)  # other weights or settings: built again
+    assert len(calls) == 2
+    cache, sha = weights_cache(summarize_model, tmp_path / "runs")
+    assert cache == tmp_path / "runs" / f"tiny-{sha[:8]}" and cache.is_dir() and sha == backbone_fingerprint(summarize_model)
+    assert weights_cache(summarize_model, tmp_path / "runs", tmp_path / "mine")[0] == tmp_path / "mine"

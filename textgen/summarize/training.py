@@ -171,6 +171,33 @@ def out_of_fold_extractions(path: Path) -> dict[str, str]:
     return {row["sha1"]: row["extraction"] for row in rows}
 
 
+def weights_cache(model_dir: Path, root: Path, cache: Path | None = None) -> tuple[Path, str]:
+    """The cache directory (``cache``, else ``root/<model name>-<weights hash>``; created) and the
+    SHA-256 of the backbone's weights: where a training script keeps what it computed from these
+    weights, so a rerun after a stop resumes and new weights start afresh."""
+    from textgen.models.adapters import textgen_meta
+    from textgen.summarize.extractor import backbone_fingerprint
+
+    fingerprint = backbone_fingerprint(model_dir)
+    name = textgen_meta(model_dir).get("name") or Path(model_dir).name
+    cache = Path(cache) if cache is not None else Path(root) / f"{name}-{fingerprint[:8]}"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache, fingerprint
+
+
+def cached_documents(path: Path, key: str, build: Callable[[], list[Document]]) -> list[Document]:
+    """The documents saved at ``path`` when they were saved under ``key`` (vectors in fp16), else
+    ``build()``'s, saved there: clause vectors are the slow part of a tagger's training."""
+    path = Path(path)
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        if saved.get("key") == key:
+            return [Document(v.float(), labels, clauses, summary) for v, labels, clauses, summary in saved["docs"]]
+    docs = build()
+    torch.save({"key": key, "docs": [(d.vectors.half(), d.labels, d.clauses, d.summary) for d in docs]}, path)
+    return docs
+
+
 def build_documents(
     pairs: Sequence[tuple[str, str]],
     encoder,

@@ -47,7 +47,7 @@ class SummarizeTask(Task):
         "favours recall; SPACES used 0.2 with a stronger extractor).",
     }
     # Summaries read long documents whole (every clause is scored): 50x the 100,000 characters other
-    # tasks read; 1,000,000 characters take 36 s and 1.2 GB here (docs/summarize.md).
+    # tasks read; 1,000,000 characters take 47 s and 1.1 GB here on one thread (docs/summarize.md).
     max_chars: ClassVar[int] = 5_000_000
     _max_new_tokens: int | None = None  # of the run in progress (the copy rules end numbers before the cap)
     _min_new_tokens: int = 0  # of the run in progress, applied per summary (textgen.summarize.length)

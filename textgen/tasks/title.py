@@ -104,11 +104,11 @@ class TitleTask(Task):
         the selector's probability."""
         choices = self.selector().choose([rec.text or "" for rec in records], n)
         results = []
-        for rec, choice in zip(records, choices):
-            if not choice.ranked:
+        for rec, ranked in zip(records, choices):
+            if not ranked:
                 results.append(self._error(rec, "the article has no clause with letters or digits to take a headline from"))
                 continue
-            outputs = [{"text": text, "score": round(prob, 4), "clause": index} for text, prob, index in choice.ranked]
+            outputs = [{"text": text, "score": round(prob, 4), "clause": index} for text, prob, index in ranked]
             warnings = list(rec.warnings)
             if len(outputs) < n:
                 warnings.append(f"{len(outputs)} of {n} headlines: the article has no more distinct clauses")

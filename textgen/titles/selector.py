@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +66,9 @@ def headline(clauses: Sequence[str], index: int, min_chars: int = MIN_CHARS) -> 
     return " ".join(text.split())  # line breaks inside a headline become spaces
 
 
-@dataclass
-class Choice:
-    """The headlines of one article, likeliest first: ``(text, probability, clause index)``."""
-
-    clauses: list[str]
-    ranked: list[tuple[str, float, int]]
+def tagger_inputs(clauses: Sequence[str], vectors: torch.Tensor) -> torch.Tensor:
+    """What the tagger reads for one article: each clause's vector and its position features."""
+    return torch.cat([vectors, position_features(clauses)], dim=1)
 
 
 class TitleSelector:
@@ -84,20 +80,18 @@ class TitleSelector:
         self.info = info
         self.min_chars = int(info.get("min_chars", MIN_CHARS))
 
-    def inputs(self, clauses: Sequence[str], vectors: torch.Tensor) -> torch.Tensor:
-        return torch.cat([vectors, position_features(clauses)], dim=1)
-
-    def choose(self, texts: Sequence[str], n: int = 1) -> list[Choice]:
-        """Up to ``n`` distinct headlines per text (fewer when it has fewer clauses; none for a
-        text without letters or digits). All clauses of all texts are encoded in one pass."""
+    def choose(self, texts: Sequence[str], n: int = 1) -> list[list[tuple[str, float, int]]]:
+        """Up to ``n`` distinct headlines per text, likeliest first, each as ``(text, probability,
+        index of its clause among the text's candidates)``; fewer when the text has fewer clauses,
+        none for a text without letters or digits. All clauses of all texts are encoded in one pass."""
         split = [candidates(t) for t in texts]
         flat = [c for clauses in split for c in clauses]
-        vectors = self.encoder.encode(flat) if flat else torch.zeros(0, self.encoder.dim)
+        vectors = self.encoder.encode(flat)
         out, start = [], 0
         for clauses in split:
             ranked: list[tuple[str, float, int]] = []
             if clauses:
-                probs = self.tagger.probabilities(self.inputs(clauses, vectors[start : start + len(clauses)]))
+                probs = self.tagger.probabilities(tagger_inputs(clauses, vectors[start : start + len(clauses)]))
                 start += len(clauses)
                 for i in probs.argsort(descending=True).tolist():
                     text = headline(clauses, i, self.min_chars)
@@ -105,7 +99,7 @@ class TitleSelector:
                         ranked.append((text, float(probs[i]), i))
                     if len(ranked) == n:
                         break
-            out.append(Choice(clauses, ranked))
+            out.append(ranked)
         return out
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import torch
 
 from textgen.evaluation.metrics import score_pair
 from textgen.summarize.tagger import Document
-from textgen.titles.selector import MIN_CHARS, candidates, headline, position_features
+from textgen.titles.selector import MIN_CHARS, candidates, headline, tagger_inputs
 
 
 def _rouge_l(candidate: str, reference: str) -> float:
@@ -37,11 +36,10 @@ def build_documents(
     split = [(candidates(article), title) for article, title in pairs]
     split = [(clauses, title) for clauses, title in split if clauses]
     flat = [c for clauses, _ in split for c in clauses]
-    vectors = encoder.encode(flat, progress) if flat else torch.zeros(0, encoder.dim)
+    vectors = encoder.encode(flat, progress)
     docs, start = [], 0
     for clauses, title in split:
-        inputs = torch.cat([vectors[start : start + len(clauses)], position_features(clauses)], dim=1)
-        docs.append(Document(inputs, labels(clauses, title), clauses, title))
+        docs.append(Document(tagger_inputs(clauses, vectors[start : start + len(clauses)]), labels(clauses, title), clauses, title))
         start += len(clauses)
     return docs
 
