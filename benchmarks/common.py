@@ -24,9 +24,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from textgen.config import Settings
 from textgen.io import Record
 from textgen.models.registry import ModelInfo, describe
-from textgen.tasks import TASKS, Task, build_config, load_task
+from textgen.runner import Runner
+from textgen.tasks import Task
+
+# The library's runner without the user's config file or environment, so that results do not
+# depend on who runs the benchmark; models load once per process.
+RUNNER = Runner(Settings(), device="cpu")
 
 # Training leftovers that are not part of the model (and are large).
 _NOT_MODEL = {"trainer_state.pt"}
@@ -135,15 +141,15 @@ def freeze_model(label: str, directory: Path, into: Path, attempts: int = 10) ->
     return ModelCopy(label, directory, dest, describe(dest, name=label, source="local"), provenance)
 
 
-def load_model_task(model: ModelCopy, task: str, **options: Any) -> Task:
-    return load_task(task, model.path, model=model.label, **options)
+def load_model_task(model: ModelCopy | ModelInfo, task: str, **options: Any) -> Task:
+    """The task over the frozen model (or any resolved model), built as the command line builds it."""
+    return RUNNER.task(task, model.info if isinstance(model, ModelCopy) else model, options)
 
 
-def decoding_config(model: ModelCopy, task: str, overrides: dict[str, Any]):
+def decoding_config(model: ModelCopy | ModelInfo, task: str, overrides: dict[str, Any]):
     """The library's decoding config for ``task``: the task's defaults, then the model's
-    ``textgen.json``, then ``overrides``. The user's own config file is deliberately left out,
-    so results do not depend on who runs the benchmark."""
-    return build_config(TASKS[task].defaults, model.info.decoding.get(task, {}), overrides)
+    ``textgen.json``, then ``overrides`` (no user config: see ``RUNNER``)."""
+    return RUNNER.config(task, model.info if isinstance(model, ModelCopy) else model, overrides)
 
 
 def config_dict(config) -> dict[str, Any]:
@@ -175,10 +181,9 @@ def run_task(task: Task, texts: list[str], config, batch_size: int) -> Outputs:
     for first in range(0, len(texts), batch_size):
         records = [Record(first + i, t) for i, t in enumerate(texts[first : first + batch_size])]
         for result in task.run(records, config):
-            outputs = result.get("outputs") or []
-            out.texts.append(outputs[0]["text"] if outputs else "")
-            out.failed += bool(result.get("error"))
-            out.cut += any("max_new_tokens" in w for w in result.get("warnings", []))
+            out.texts.append(result.text)
+            out.failed += result.error is not None
+            out.cut += any("max_new_tokens" in w for w in result.warnings)
     out.seconds = time.perf_counter() - start
     return out
 

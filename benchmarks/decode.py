@@ -40,7 +40,8 @@ from common import write_section  # noqa: E402
 from tiny_models import CHARS, SENTENCES, save_gpt2, save_llama, save_qwen2, save_t5  # noqa: E402
 
 from textgen.decoding import DecodingConfig, generate  # noqa: E402
-from textgen.models.adapters import BackboneSeq2Seq, _pad, load_adapter  # noqa: E402
+from textgen.models.adapters import BackboneSeq2Seq, pad_rows  # noqa: E402
+from textgen.models.families import load_adapter  # noqa: E402
 from textgen.models.backbone import BertBackbone, BertConfig  # noqa: E402
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer  # noqa: E402
 
@@ -60,7 +61,7 @@ def runner(spec: dict):
     (our decoder on the adapter), ``hf`` (``model.generate``) or ``recompute`` (our decoder on
     the cache-less UniLM adapter). A spec with a ``task`` is a chat model: both sides decode the
     task's prompt rendered with the chat template (``adapter.encode``), left padded."""
-    adapter = load_adapter(spec["path"], spec["kind"], task=spec.get("task"))
+    adapter = load_adapter(spec["path"], spec["kind"])
     batch_texts = texts(spec["batch"], spec.get("sentences", 1))
     config = DecodingConfig(num_beams=spec["beams"], max_new_tokens=spec["max_new"])
     if spec["impl"] == "hf":
@@ -68,7 +69,7 @@ def runner(spec: dict):
         causal = spec["kind"] == "causal"
         kw = dict(early_stopping=True, length_penalty=1.0) if config.num_beams > 1 else {}
         if spec.get("task"):
-            ids, mask = _pad([adapter.encode(t) for t in batch_texts], adapter.pad_token_id, left=True, device="cpu")
+            ids, mask = pad_rows([adapter.encode(t) for t in batch_texts], adapter.pad_token_id, left=True, device="cpu")
             enc = {"input_ids": ids, "attention_mask": mask.long()}
             kw.update(eos_token_id=adapter.eos_token_ids, pad_token_id=adapter.pad_token_id)
         else:

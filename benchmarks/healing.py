@@ -204,8 +204,7 @@ def evaluate(cuts: list[Cut], texts: dict[str, list[str]], task, config, batch_s
     prompts = [texts[c.split][c.text_index][c.start : c.pos] for c in cuts]
     outputs = {}
     for heal in (False, True):
-        task.configure(heal=heal)
-        outputs[heal] = run_task(task, prompts, config, batch_size).texts
+        outputs[heal] = run_task(task.with_options(heal=heal), prompts, config, batch_size).texts
     vocab = Vocabulary(task.adapter.token_texts())
     token_texts = task.adapter.token_texts()
     rows = []

@@ -56,7 +56,7 @@ from common import machine, machine_line, markdown_table, rel, set_threads, writ
 from tiny_models import save_qwen2  # noqa: E402
 
 from textgen.decoding.healing import heal  # noqa: E402
-from textgen.models.adapters import load_adapter  # noqa: E402
+from textgen.models.families import load_adapter  # noqa: E402
 from textgen.tokenizer import is_cjk  # noqa: E402
 from textgen.training.corpus import default_shared_dir, heldout_texts  # noqa: E402
 
@@ -219,7 +219,7 @@ def main() -> None:
     texts = heldout_texts(args.texts)
     with tempfile.TemporaryDirectory() as tmp:
         save_qwen2(Path(tmp), args.tokenizer)
-        adapter = load_adapter(tmp, "causal", task="continue")
+        adapter = load_adapter(tmp, "causal")
         start = time.perf_counter()
         vocab = adapter.vocabulary
         index_s = time.perf_counter() - start

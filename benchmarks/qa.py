@@ -120,8 +120,7 @@ def main() -> None:
         print(f"  answer-aware: ROUGE-L {aware.model.rougeL:.2f} (rule {aware.rule.rougeL:.2f}) in {aware.seconds:.0f}s", flush=True)
         free = {}
         for check in (True, False):
-            task.configure(check=check)
-            result = evaluate_free(task, config, passages, batch_size=args.batch_size)
+            result = evaluate_free(task.with_options(check=check), config, passages, batch_size=args.batch_size)
             free["on" if check else "off"] = result.to_dict()
             print(f"  free, check {check}: {result.to_dict()}", flush=True)
     report = {

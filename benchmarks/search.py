@@ -43,11 +43,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from common import ROOT, freeze_model, machine, machine_line, markdown_table, parse_model_arg, rel, set_threads, write_json, write_section  # noqa: E402
 
 from textgen.io import Record  # noqa: E402
-from textgen.models.registry import DEFAULT_MODELS, resolve  # noqa: E402
+from textgen.models.registry import describe, resolve  # noqa: E402
+from textgen.tasks import DEFAULT_MODELS  # noqa: E402
 from textgen.search import BackboneTextScorer, Searcher, Settings  # noqa: E402
 from textgen.search.evaluate import judge_corpus, report, run_sets, train_judge  # noqa: E402
 from textgen.search.heldout import keyword_sets  # noqa: E402
-from textgen.tasks import TASKS, build_config, load_task  # noqa: E402
+from common import RUNNER  # noqa: E402
 from textgen.training.corpus import pretrain_texts  # noqa: E402
 
 
@@ -73,8 +74,8 @@ def model_path(spec: str, tmp: Path) -> tuple[str, Path, dict[str, Any]]:
 def quality(task: Any, config: Any, sets: list[Any], judge: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     def one(keywords: list[str]) -> tuple[str, int, float, str | None]:
         out = task.run([Record("set", "", fields={"keywords": keywords})], config)[0]
-        stats = out.get("search", {})
-        return (out["outputs"][0]["text"] if out["outputs"] else ""), stats.get("proposals", 0), stats.get("seconds", 0.0), out.get("error")
+        stats = out.extras.get("search", {})
+        return out.text, stats.get("proposals", 0), stats.get("seconds", 0.0), out.error
 
     samples = run_sets(one, sets)
     rows = [{"id": s.id, "output": s.output, **{k: round(v, 4) for k, v in s.scores().items()}} for s in samples]
@@ -123,8 +124,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         label, path, provenance = model_path(args.model, Path(tmp))
         args.out = args.out or ROOT / "benchmarks" / "results" / f"search-{label}.json"
-        task = load_task("search", path, model=label)
-        config = build_config(TASKS["search"].defaults, {"seed": 0})
+        info = describe(path, name=label, source="local")
+        task = RUNNER.task("search", info)
+        config = RUNNER.config("search", info, {"seed": 0})
         sets = keyword_sets(args.split)[: args.limit]
         started = time.perf_counter()
         judge = train_judge(judge_corpus(pretrain_texts(), [s.reference for s in sets]))

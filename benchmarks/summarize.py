@@ -47,7 +47,7 @@ from common import ROOT, freeze_model, machine, machine_line, markdown_table, mo
 
 from textgen.io import Record
 from textgen.summarize.evaluate import baseline_summaries, score_summaries, unit_note
-from textgen.tasks import TASKS, build_config, load_task
+from common import RUNNER  # noqa: E402
 from textgen.training.corpus import summary_pairs
 
 SPLITS = {
@@ -63,7 +63,7 @@ LONG_CHARS = 1_000_000
 GRID = [{"num_beams": b, "no_repeat_ngram_size": 3, "min_new_tokens": m} for b in (1, 3, 5) for m in (0, 60)]
 
 
-def summaries(task: Any, documents: list[str], config: Any, batch_size: int) -> tuple[list[str], list[dict], float]:
+def summaries(task: Any, documents: list[str], config: Any, batch_size: int) -> tuple[list[str], list[Any], float]:
     """The first output text of each document (empty for a failed record), the records, seconds."""
     texts, records = [], []
     start = time.perf_counter()
@@ -71,14 +71,14 @@ def summaries(task: Any, documents: list[str], config: Any, batch_size: int) -> 
         batch = [Record(first + i, d) for i, d in enumerate(documents[first : first + batch_size])]
         for out in task.run(batch, config):
             records.append(out)
-            texts.append(out["outputs"][0]["text"] if out.get("outputs") else "")
+            texts.append(out.text)
     return texts, records, time.perf_counter() - start
 
 
-def row(system: str, texts: list[str], references: list[str], records: list[dict] | None = None, **extra: Any) -> dict:
+def row(system: str, texts: list[str], references: list[str], records: list[Any] | None = None, **extra: Any) -> dict:
     scores = score_summaries(texts, references)
-    failed = sum("error" in r for r in records) if records else 0
-    cut = sum(any("max_new_tokens" in w for w in r.get("warnings", [])) for r in records) if records else 0
+    failed = sum(r.error is not None for r in records) if records else 0
+    cut = sum(any("max_new_tokens" in w for w in r.warnings) for r in records) if records else 0
     out = {"system": system, **scores, "empty": sum(not t.strip() for t in texts), "failed": failed, "cut": cut, **extra}
     print(f"  {system}: ROUGE-L {scores['rougeL']:.2f}, CAIL {scores['cail']:.2f}", flush=True)
     return out
@@ -87,47 +87,54 @@ def row(system: str, texts: list[str], references: list[str], records: list[dict
 def config_for(model_dir: Path, overrides: dict[str, Any]) -> Any:
     """The summarize decoding of the library: task defaults, the model's textgen.json, ``overrides``
     (the user's config file is left out, so results do not depend on who runs the benchmark)."""
+    return RUNNER.config("summarize", _info(model_dir), overrides)
+
+
+def _info(model_dir: Path) -> Any:
     from textgen.models.registry import describe
 
-    info = describe(model_dir, name=model_dir.name, source="local")
-    return build_config(TASKS["summarize"].defaults, info.decoding.get("summarize", {}), overrides)
+    return describe(model_dir, name=model_dir.name, source="local")
+
+
+def load_task(model_dir: Path, **options: Any) -> Any:
+    return RUNNER.task("summarize", _info(model_dir), options)
 
 
 def quality(model_dir: Path, documents: list[str], references: list[str], batch_size: int, quick: bool) -> tuple[list[dict], dict]:
     from textgen.summarize.extractor import LeadRule
 
     rows = [row(name, texts, references) for name, texts in baseline_summaries(documents, references, BASELINE_CHARS).items()]
-    task = load_task("summarize", model_dir, model=model_dir.name, extract_only=True)
+    task = load_task(model_dir, extract_only=True)
     config = config_for(model_dir, {})
     texts, records, seconds = summaries(task, documents, config, batch_size)
-    method = records[0].get("extraction", {}).get("method")
+    method = records[0].extras.get("extraction", {}).get("method")
     rows.append(row("extract-only", texts, references, records, extractor=method, seconds=round(seconds, 1)))
     examples = {"extract-only": texts}
     if quick:
         return rows, examples
-    task.configure(extract_only=False)
     variants = [("spaces", {}, None), ("spaces, copy off", {"copy": "off"}, None),
                 ("generator reads the beginning (no extraction)", {}, LeadRule("ablation: the document's beginning"))]
     for name, options, extractor in variants:
-        task.configure(**{"copy": "auto", **options})
-        saved = task.pipeline.extractor
+        task = load_task(model_dir, **{"copy": "auto", **options})
+        pipeline = task.pipeline()
+        saved = pipeline.extractor
         if extractor is not None:
-            task.pipeline.extractor = extractor
+            pipeline.extractor = extractor
         try:
             texts, records, seconds = summaries(task, documents, config, batch_size)
         finally:
-            task.pipeline.extractor = saved
+            pipeline.extractor = saved
         rows.append(row(name, texts, references, records, copy=task.copy_mode(), seconds=round(seconds, 1)))
         examples[name] = texts
     oracle = baseline_summaries(documents, references, BASELINE_CHARS)["oracle extraction"]
-    task.configure(copy="auto")  # the oracle extraction is short: all of it fits
+    task = load_task(model_dir, copy="auto")  # the oracle extraction is short: all of it fits
     texts, records, seconds = summaries(task, oracle, config, batch_size)
     rows.append(row("generator reads the oracle extraction", texts, references, records, seconds=round(seconds, 1)))
     return rows, examples
 
 
 def grid(model_dir: Path, documents: list[str], references: list[str], batch_size: int) -> list[dict]:
-    task = load_task("summarize", model_dir, model=model_dir.name)
+    task = load_task(model_dir)
     rows = []
     for overrides in GRID:
         texts, records, seconds = summaries(task, documents, config_for(model_dir, overrides), batch_size)
@@ -140,7 +147,7 @@ def speed(model_dir: Path, document: str) -> dict:
     out = {"chars": len(document)}
     config = config_for(model_dir, {})
     for name, extract_only in (("extract_only", True), ("full", False)):
-        task = load_task("summarize", model_dir, model=model_dir.name, extract_only=extract_only)
+        task = load_task(model_dir, extract_only=extract_only)
         summaries(task, [document], config, 1)  # warm-up
         times = [summaries(task, [document], config, 1)[2] for _ in range(3)]
         out[name] = {"seconds_median": round(statistics.median(times), 2), "seconds": [round(t, 2) for t in times]}
@@ -150,16 +157,21 @@ def speed(model_dir: Path, document: str) -> dict:
 MEMORY_CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
+from textgen.config import Settings
 from textgen.io import Record
-from textgen.tasks import TASKS, build_config, load_task
+from textgen.models.registry import describe
+from textgen.runner import Runner
 import torch
+from pathlib import Path
 torch.set_num_threads({threads})
 text = open({path!r}, encoding="utf-8").read()
-task = load_task("summarize", {model!r}, model="m")
+runner = Runner(Settings(), device="cpu")
+info = describe(Path({model!r}), name="m", source="local")
+task = runner.task("summarize", info)
 start = time.perf_counter()
-out = task.run([Record(1, text)], build_config(TASKS["summarize"].defaults, {{}}))[0]
-print(json.dumps({{"seconds": time.perf_counter() - start, "error": out.get("error"), "clauses": out.get("extraction", {{}}).get("of"),
-                  "summary_chars": len(out["outputs"][0]["text"]) if out.get("outputs") else 0}}))
+out = task.run([Record(1, text)], runner.config("summarize", info, {{}}))[0]
+print(json.dumps({{"seconds": time.perf_counter() - start, "error": out.error, "clauses": out.extras.get("extraction", {{}}).get("of"),
+                  "summary_chars": len(out.text)}}))
 """
 
 

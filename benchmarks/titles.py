@@ -132,17 +132,15 @@ def copy_task(model: ModelCopy, mode: str | None):
     from textgen.tasks import TASKS
 
     class TokenSetTitle(TASKS["title"]):
-        def prepare(self, texts):
-            prepared = super().prepare(texts)  # copy off: the inputs (with the model's source prefix)
+        def prepare(self, texts, config):
+            prepared = super().prepare(texts, config)  # copy off: the inputs (with the model's source prefix)
             ends = set(self.adapter.eos_token_ids)
             allowed = [(set(self.adapter.encode(t)) | ends) - {self.adapter.pad_token_id} for t in texts]
             prepared.processors.append(AllowedTokens(allowed, self.adapter.vocab_size))
             return prepared
 
     base = load_model_task(model, "title", copy="off")
-    task = TokenSetTitle(base.adapter, model=base.model, copy="off")
-    task.model_dir = base.model_dir
-    return task
+    return TokenSetTitle(base.model, options={"method": "write", "copy": "off"})
 
 
 def title_config(model: ModelCopy, beams: int):

@@ -1,6 +1,6 @@
 """The ``textgen`` application: every command, assembled here.
 
-Command groups (``models``, ``train``, ``eval``) are typer apps of their own modules mounted with
+Command groups (``models``, ``train``, ``eval``, ``config``) are typer apps of their own modules mounted with
 ``add_typer``; the single-command modules (task commands, the REPL) are registered with
 ``app.command``. Nothing imported here pulls in torch or transformers.
 """
@@ -12,12 +12,14 @@ from typing import Annotated
 
 import typer
 
+from textgen.tasks import TASKS
+
+from . import config as config_cli
 from . import eval as eval_cli
 from . import models, train
 from .repl import repl_command
-from textgen.tasks import PLANNED
-
-from .tasks import planned_command, task_command
+from .serve import serve_command
+from .tasks import task_command
 
 app = typer.Typer(
     name="textgen",
@@ -31,13 +33,9 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from textgen.runner import installed_version
 
-        try:
-            number = version("textgen-zh")
-        except PackageNotFoundError:  # run from a source tree that was never installed
-            number = "unknown (not installed)"
-        typer.echo(f"textgen {number}")
+        typer.echo(f"textgen {installed_version()}")
         raise typer.Exit()
 
 
@@ -49,19 +47,14 @@ def _options(
 ) -> None:
     """The options of ``textgen`` itself (before a command)."""
 
-app.command("title")(task_command("title"))
-app.command("summarize")(task_command("summarize"))
-app.command("qa")(task_command("qa"))
-app.command("search")(task_command("search"))
-for _name in PLANNED:
-    app.command(_name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-        planned_command(_name)
-    )
-app.command("continue")(task_command("continue"))
+for _name in TASKS:
+    app.command(_name)(task_command(_name))
 app.command("repl")(repl_command)
+app.command("serve")(serve_command)
 app.add_typer(train.app, name="train")
 app.add_typer(eval_cli.app, name="eval")
 app.add_typer(models.app, name="models")
+app.add_typer(config_cli.app, name="config")
 
 
 def main() -> None:

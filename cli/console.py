@@ -1,7 +1,8 @@
 """Messages on stderr: one line each, prefixed ``textgen:``; never a traceback for a user mistake.
 
 While a progress bar is live, messages go through its console so they print above the bar
-instead of tearing it.
+instead of tearing it. ``-q`` (``set_quiet``) silences warnings and notes (``warn``, ``note``);
+errors and failure summaries (``error``, ``say``) are always shown.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import typer
 USAGE = 2  # exit status for usage errors (as click uses)
 
 _live_console: Any = None  # the progress bar's rich Console while one is shown
+_quiet = False  # -q: no warnings or notes
 
 
 def say(message: str) -> None:
@@ -25,7 +27,14 @@ def say(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    say(f"textgen: warning: {message}")
+    if not _quiet:
+        say(f"textgen: warning: {message}")
+
+
+def note(message: str) -> None:
+    """A line that informs (resuming, what a run uses); silenced by ``-q`` as warnings are."""
+    if not _quiet:
+        say(f"textgen: {message}")
 
 
 def error(message: str) -> None:
@@ -41,3 +50,15 @@ def fail(message: str, code: int = USAGE) -> NoReturn:
 def set_live_console(console: Any) -> None:
     global _live_console
     _live_console = console
+
+
+def set_quiet(quiet: bool) -> bool:
+    """Silence (or not) warnings and notes; returns the previous setting, to put back."""
+    global _quiet
+    previous, _quiet = _quiet, quiet
+    return previous
+
+
+def is_quiet() -> bool:
+    return _quiet
+

@@ -85,6 +85,8 @@ _DECODING: dict[str, tuple[str, type, tuple[str, ...], str]] = {
 }
 # flag name -> DecodingConfig field. The REPL's :set accepts either name.
 DECODING_FLAGS: dict[str, str] = {name: spec[0] for name, spec in _DECODING.items()}
+# DecodingConfig field -> the flag as typed (--top-p), for messages.
+FLAG_NAMES: dict[str, str] = {spec[0]: spec[2][0].split("/")[0] for spec in _DECODING.values()}
 
 
 def _option(
@@ -148,13 +150,16 @@ def output_params() -> list[inspect.Parameter]:
     return [
         _option(
             "format",
-            Format,
-            Format.text,
+            Format | None,
+            None,
             "--format",
             "-f",
             panel=OUTPUT,
-            help="text: outputs only; jsonl: one JSON record per input record.",
+            show_default=False,
+            help="text (the default): outputs only; jsonl: one JSON record per input record, with the "
+            "version and settings it was made with.",
         ),
+        _option("json", bool, False, "--json", panel=OUTPUT, help="The same as --format jsonl."),
         _option(
             "output",
             Path | None,
@@ -190,6 +195,24 @@ def output_params() -> list[inspect.Parameter]:
             panel=OUTPUT,
             show_default=False,
             help="Progress bar on stderr (default: when stderr is a terminal).",
+        ),
+        _option(
+            "quiet",
+            bool,
+            False,
+            "--quiet",
+            "-q",
+            panel=OUTPUT,
+            help="No warnings, notes or progress on stderr; errors are still shown.",
+        ),
+        _option(
+            "verbose",
+            bool,
+            False,
+            "--verbose",
+            "-v",
+            panel=OUTPUT,
+            help="Also print the model, device and settings in force when the run starts.",
         ),
         _option(
             "stream",
@@ -270,12 +293,16 @@ def run_params() -> list[inspect.Parameter]:
     return [_option("batch_size", int, 8, "--batch-size", panel=MODEL, min=1, help="Records per decoder call.")]
 
 
-def decoding_params(task_name: str, task_defaults: dict[str, Any]) -> list[inspect.Parameter]:
-    """Decoding flags; a flag whose setting the task changes shows the task's value in its help
-    (the others start neutral, as their help says). The neutral values live in DecodingConfig,
-    which is not imported here: the decoding package imports torch."""
+def decoding_params(
+    task_name: str, task_defaults: dict[str, Any], fields: tuple[str, ...] | None = None
+) -> list[inspect.Parameter]:
+    """Decoding flags (only those of ``fields``, the DecodingConfig fields a task reads, when
+    given); a flag whose setting the task changes shows the task's value in its help (the others
+    start neutral, as their help says)."""
     params = []
     for name, (field, kind, flags, text) in _DECODING.items():
+        if fields is not None and field not in fields:
+            continue
         if field in task_defaults:
             value = task_defaults[field]
             text += f" ({task_name} default: {str(value).lower() if isinstance(value, bool) else value})"

@@ -12,6 +12,8 @@ input file (``--output-dir``):
   intact and ``--resume`` finishes the run.
 * ``--resume`` skips the records already written and retries the ones that failed: their error
   records are dropped from the file first (a new copy renamed over it, so a crash cannot leave half).
+  ``check_resume`` refuses, before the model loads, a file that holds another task's or another
+  model's output (each record names its ``task`` and ``model``).
 * Output files are locked with ``flock`` while written; where there is no ``fcntl`` (Windows) or the
   file system refuses locks, files are written unlocked.
 
@@ -31,9 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from textgen.io import NotOurOutput, Record, Scan, format_jsonl, format_text, id_key, scan_output
+from textgen.io import NotOurOutput, Record, Scan, id_key, scan_output
+from textgen.output import Output, format_jsonl, format_text
 
-from .console import say, set_live_console
+from .console import note, set_live_console
 
 try:
     import fcntl
@@ -186,7 +189,7 @@ class _File:
             raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         if self.scan is not None and (self.scan.done or self.scan.failed):
             retry = f", retrying {len(self.scan.failed)} that failed" if self.scan.failed else ""
-            say(f"textgen: resuming {self.path}: {len(self.scan.done)} records already written{retry}")
+            note(f"resuming {self.path}: {len(self.scan.done)} records already written{retry}")
 
     def _replace(self, content: bytes) -> None:
         """Swap in a copy holding ``content``: written, synced and locked before it takes the
@@ -253,7 +256,13 @@ class Sink:
         self.resume = resume
         self.label = label  # text lines start with the record's id (a directory run to one stream)
         self._files: dict[Path, _File] = {}
+        self._scans: dict[Path, Scan] = {}  # --resume: what each existing output file holds
         self._begun = False
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a stopped run can be finished with ``--resume``: JSONL written to files."""
+        return self.jsonl and (self.output is not None or self.output_dir is not None)
 
     # ------------------------------------------------------------------ before any work
     def prepare(self, input: Path | None, reads_stdin: bool) -> None:
@@ -310,6 +319,52 @@ class Sink:
             if path is not None and path.is_dir():
                 raise OutputError(f"cannot write {path}: it is a directory")
 
+    def check_resume(
+        self, task: str, model: str, records: Iterable[Record] | None, same_model: Callable[[str], bool] | None = None
+    ) -> None:
+        """``--resume``: each existing output file must hold this task's output of this model
+        (``records``: the input records of an ``--output-dir`` run, whose files are read here;
+        None for a stream, which has only the ``-o`` file; ``same_model(name)``: whether a model
+        named otherwise in the file is this one, such as a directory given by another path).
+        ``OutputError`` names what the file holds and what this run is."""
+        if not self.resume:
+            return
+        if self.output is not None:
+            scan = self._files[self.output].scan
+            if scan is not None:
+                self._scans[self.output] = scan
+        elif self.output_dir is not None and records is not None:
+            for path in dict.fromkeys(p for p in map(self.target, records) if p is not None):
+                if not path.is_file():
+                    continue
+                try:
+                    self._scans[path] = scan_output(path.read_bytes(), str(path))
+                except NotOurOutput as exc:
+                    raise OutputError(str(exc)) from None
+                except OSError as exc:
+                    raise OutputError(f"cannot read {path} to resume: {exc.strerror or exc}") from None
+        for path, scan in self._scans.items():
+            others = [(t, m) for t, m in scan.made_by
+                      if t != task or (m != model and not (same_model is not None and same_model(m)))]
+            if others:
+                held = " and ".join(f"{t} output of model {m!r}" for t, m in sorted(scan.made_by))
+                raise OutputError(f"--resume: {path} holds {held}; this run is {task} with model {model!r}: "
+                                  "resume with that task and model, write elsewhere, or drop --resume to overwrite it")
+
+    def resume_notes(self, settings: dict[str, Any]) -> list[str]:
+        """``--resume``: a warning for each file written with other settings than ``settings``
+        (the ``textgen`` record's; files without one, from older versions, are not compared)."""
+        notes = []
+        for path, scan in self._scans.items():
+            if scan.made_with is None or not isinstance(scan.made_with.get("settings"), dict):
+                continue
+            then = scan.made_with["settings"]
+            changed = sorted(k for k in {*then, *settings} if then.get(k) != settings.get(k))
+            if changed:
+                diff = ", ".join(f"{k}={then.get(k, 'default')} there, {settings.get(k, 'default')} now" for k in changed)
+                notes.append(f"resuming {path}, written with other settings: {diff}")
+        return notes
+
     # ------------------------------------------------------------------ the run
     def begin(self) -> None:
         """The work starts: files opened by ``prepare`` are emptied (or, resuming, cleaned)."""
@@ -331,7 +386,7 @@ class Sink:
         scan = self._file(path).scan
         return scan is not None and id_key(rec.id) in scan.done
 
-    def write(self, rec: Record, out: dict[str, Any]) -> None:
+    def write(self, rec: Record, out: Output) -> None:
         text = format_jsonl(out) if self.jsonl else format_text(out, str(rec.id) if self.label else None)
         path = self.target(rec)
         with self.guard.writing():
@@ -372,6 +427,37 @@ class Sink:
             except (OSError, ValueError):
                 pass
             raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def working(description: str | None) -> Iterator[Callable[[], None]]:
+    """A spinner with the elapsed time on stderr while one long record runs (``description``;
+    None shows nothing); yields ``stop()``, which ends it early (before output is printed). It
+    is erased when it stops, so the terminal keeps only the output and the messages."""
+    if description is None:
+        yield lambda: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    status = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True, redirect_stdout=sys.stdout.isatty())
+    status.add_task(description, total=None)
+    status.start()
+    set_live_console(status.console)
+    running = True
+
+    def stop() -> None:
+        nonlocal running
+        if running:
+            running = False
+            status.stop()
+            set_live_console(None)
+
+    try:
+        yield stop
+    finally:
+        stop()
 
 
 @contextmanager

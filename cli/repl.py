@@ -6,7 +6,9 @@ the same commands are read line by line without prompts, so a REPL session can b
 Ctrl-C cancels a running generation or a ``:paste`` (or clears the line) and returns to the prompt;
 Ctrl-D or ``:quit`` leaves with status 0. ``textgen repl`` takes the task commands' decoding flags
 for the task it starts with; ``:set`` values belong to the task they were set for, so beam search
-set for titles does not follow into ``:task continue``.
+set for titles does not follow into ``:task continue``. A ``:set`` that would make the next text
+fail (a value of the wrong type, a length with no room for the input, an option the model cannot
+serve) is refused at once in one line, and the settings in force stay.
 """
 
 from __future__ import annotations
@@ -21,23 +23,13 @@ from typing import Annotated, Any
 
 import typer
 
-from textgen.config import Settings
-from textgen.io import format_text, make_record
+from textgen.io import make_record
 from textgen.models.registry import ModelInfo
-from textgen.tasks import PLANNED, TASKS
+from textgen.output import format_text
+from textgen.runner import Runner, RunError
+from textgen.tasks import TASKS
 
 from .console import error, fail, say, warn
-from .engine import (
-    Engine,
-    EngineError,
-    check_task,
-    decoding_config,
-    fit_length,
-    ignored_settings,
-    pick_device,
-    resolve_model,
-    settings,
-)
 from .options import DECODING_FLAGS, Device, Dtype, decoding_overrides, decoding_params
 from .stream import Stream, stream_wanted
 
@@ -54,22 +46,18 @@ Type a text and press Enter to run the task on it. Commands:
 
 @dataclass
 class Repl:
-    """The REPL's state: what the user chose, and the engine that loads models on first use."""
+    """The REPL's state: what the user chose, and the runner that loads each model on first use
+    and keeps it (a chat model serves every task it switches to without loading again)."""
 
     task: str
     model: str | None  # None: the task's default model
-    user: Settings
+    runner: Runner
     info: ModelInfo
-    device: str
-    threads: int | None
-    allow_pickle: bool
     overrides: dict[str, Any] = field(default_factory=dict)  # DecodingConfig fields set by flags or :set
     options: dict[str, Any] = field(default_factory=dict)  # task options set by flags or :set
     saved: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)  # other tasks' settings
-    engine: Engine | None = None
-    dtype: str | None = None  # Hugging Face weights (--dtype)
-    prompt_file: Path | None = None  # chat prompts (--prompt-file)
     stream: bool | None = None  # --stream/--no-stream; default: when stdout is a terminal
+    _told: list[str] = field(default_factory=list)  # the run warnings last shown (shown again only when they change)
 
     # ------------------------------------------------------------------ commands
     def command(self, line: str, read: Callable[[str], str]) -> bool:
@@ -93,20 +81,17 @@ class Repl:
         return True
 
     def switch_task(self, name: str) -> None:
-        if name in PLANNED:
-            error(f"task {name!r} is not available in this release")
-            return
         try:
-            check_task(name)
+            self.runner.check_task(name)
             try:
-                info = resolve_model(name, self.model, self.user, how=":model")
-            except EngineError as exc:
+                info = self.runner.resolve(name, self.model, how=":model")
+            except RunError as exc:
                 if self.model is None:
                     raise
-                info = resolve_model(name, None, self.user, how=":model")
+                info = self.runner.resolve(name, None, how=":model")
                 warn(f"{exc}; using {info.name!r}")
                 self.model = None
-        except EngineError as exc:
+        except RunError as exc:
             error(str(exc))
             return
         self.saved[self.task] = (self.overrides, self.options)
@@ -116,8 +101,8 @@ class Repl:
 
     def switch_model(self, spec: str) -> None:
         try:
-            self.info = resolve_model(self.task, spec or None, self.user, how=":model")
-        except EngineError as exc:
+            self.info = self.runner.resolve(self.task, spec or None, how=":model")
+        except RunError as exc:
             error(str(exc))
             return
         self.model = spec or None
@@ -144,12 +129,17 @@ class Repl:
                     return
             else:
                 overrides[DECODING_FLAGS.get(key, key)] = value
+        # Everything a run would check, checked now, so that a bad value is refused here and the
+        # settings in force stay: the decoding values (before any model loads), the options
+        # together, then what the model can do with them (its length, a method it lacks).
         try:
             config = self.config(overrides)
-        except EngineError as exc:
+            self.runner.job(self.task, self.model, options=options, decoding=overrides,
+                            model_how=":model", length_how=":set max_new_tokens")
+        except RunError as exc:
             error(str(exc))
             return
-        for message in ignored_settings(config, overrides, flags=False):
+        for message in config.ignored(overrides):
             warn(message)
         self.overrides, self.options = overrides, options
 
@@ -181,24 +171,21 @@ class Repl:
 
     # ------------------------------------------------------------------ generation
     def config(self, overrides: dict[str, Any]) -> Any:
-        return decoding_config(self.task, self.info, self.user, overrides)
+        return self.runner.config(self.task, self.info, overrides)
 
     def generate(self, text: str) -> None:
         stream = None
         try:
-            config = self.config(self.overrides)
-            if self.engine is None:
-                device = pick_device(self.device, self.threads)
-                self.engine = Engine(
-                    self.user, device, allow_pickle=self.allow_pickle, dtype=self.dtype, prompt_file=self.prompt_file
-                )
-            task = self.engine.task(self.task, self.info)
-            task.configure(**task.preset)  # the model's choices, then the user's :set on top (as flags are)
-            task.configure(**self.options)
-            config = fit_length(task, config, explicit="max_new_tokens" in self.overrides, how=":set max_new_tokens")
+            job = self.runner.job(self.task, self.model, options=self.options, decoding=self.overrides,
+                                  model_how=":model", length_how=":set max_new_tokens")
+            told = [m for m in job.warnings if m not in job.config.ignored(self.overrides)]  # :set said those
+            if told != self._told:
+                for message in told:
+                    warn(message)
+                self._told = told
             stream = Stream() if stream_wanted(self.stream, single=True) else None
-            out = task.run([make_record("repl", text)], config, on_text=stream)[0]
-        except EngineError as exc:
+            out = job.task.run([make_record("repl", text)], job.config, on_text=stream)[0]
+        except RunError as exc:
             error(str(exc))
             return
         except KeyboardInterrupt:
@@ -207,10 +194,10 @@ class Repl:
             say("cancelled")
             return
         streamed = stream is not None and stream.close(out)
-        for message in out.get("warnings", ()):
+        for message in out.warnings:
             warn(message)
-        if "error" in out:
-            error(out["error"])
+        if out.error is not None:
+            error(out.error)
         elif not streamed:
             sys.stdout.write(format_text(out))
             sys.stdout.flush()
@@ -276,30 +263,19 @@ def run_repl(
 ) -> int:
     """Run the REPL until :quit or end of input; returns the exit status."""
     try:
-        user = settings()
-        if task in PLANNED:
-            raise EngineError(f"task {task!r} is not available in this release")
-        check_task(task)
-        info = resolve_model(task, model, user)
-        config = decoding_config(task, info, user, dict(overrides or {}))
-    except EngineError as exc:
+        runner = Runner(
+            device=device.value if device else None, threads=threads, dtype=dtype.value if dtype else None,
+            allow_pickle=allow_pickle, prompt_file=prompt_file,
+        )
+        runner.check_task(task)
+        info = runner.resolve(task, model)
+        config = runner.config(task, info, dict(overrides or {}))
+        runner.check_options(task, options or {})
+    except RunError as exc:
         fail(str(exc))
-    for message in ignored_settings(config, dict(overrides or {})):
+    for message in config.ignored(dict(overrides or {})):
         warn(message)
-    repl = Repl(
-        task,
-        model,
-        user,
-        info,
-        device=device.value if device else user.device,
-        threads=threads or user.threads,
-        allow_pickle=allow_pickle,
-        overrides=dict(overrides or {}),
-        options=dict(options or {}),
-        dtype=dtype.value if dtype else None,
-        prompt_file=prompt_file,
-        stream=stream,
-    )
+    repl = Repl(task, model, runner, info, overrides=dict(overrides or {}), options=dict(options or {}), stream=stream)
     read = line_reader()
     say(f"textgen {task} with model {info.name}; :help for commands, Ctrl-D to quit")
     while True:

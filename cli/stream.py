@@ -9,9 +9,10 @@ the whole text if nothing was streamed). Pipes and files get whole records, as w
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from textgen.io import format_text
+from textgen.output import Output, format_text
 
 
 class Stream:
@@ -19,21 +20,25 @@ class Stream:
 
     def __init__(self) -> None:
         self.shown = ""
+        self.before_first: Callable[[], None] | None = None  # called once, before the first piece (ends a spinner)
 
     def __call__(self, piece: str) -> None:
+        if self.before_first is not None:
+            before, self.before_first = self.before_first, None
+            before()
         sys.stdout.write(piece)
         sys.stdout.flush()
         self.shown += piece
 
-    def close(self, out: dict[str, Any]) -> bool:
+    def close(self, out: Output) -> bool:
         """Complete ``out``'s line after what was streamed; False (nothing written) when nothing
         was streamed, so the caller writes the record as usual. Resets for the next record."""
         shown, self.shown = self.shown, ""
         if not shown:
             return False
         full = format_text(out)
-        if "error" in out or not full.startswith(shown):  # the finished text is not what was shown
-            rest = "\n" if "error" in out else "\n" + full
+        if out.error is not None or not full.startswith(shown):  # the finished text is not what was shown
+            rest = "\n" if out.error is not None else "\n" + full
         else:
             rest = full[len(shown) :]
         sys.stdout.write(rest)

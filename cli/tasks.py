@@ -1,13 +1,17 @@
-"""The generation commands (``title``, ``continue``) and the placeholders for later tasks.
+"""The task commands (``title``, ``summarize``, ``qa``, ``search``, ``continue``), one per registered task.
 
-One factory builds every task command from the shared options (``cli.options``), so the commands
-cannot drift apart. A run: check the usage, read the records, resolve the model and decoding
-settings (all before torch is imported), load the model, then stream batches through the task and
-out through the sink, one output record per input record.
+One factory builds every task command from the shared options (``cli.options``) and the task's
+declaration (``textgen.tasks``), so the commands cannot drift apart. A run: check the usage, read
+the records, let the runner (``textgen.runner``) resolve the model, check the settings and load
+the task, then stream batches through it and out through the sink, one output record per input
+record.
 
 Exit status: 0 when every record succeeded, 1 when some failed or the output could not be
 written (a summary on stderr), 2 for usage errors, 128 + signal number when stopped by SIGINT/SIGTERM
-(rerun with ``--resume`` to finish). docs/cli.md lists the guarantees of a run.
+(a JSONL file output is finished with ``--resume``). docs/cli.md lists the guarantees of a run.
+
+JSONL records carry ``"textgen": {"version", "settings"}`` (``textgen.runner.made_with``): what
+they were made with. ``-q`` silences warnings and notes, ``-v`` prints the model, device and settings at start.
 """
 
 from __future__ import annotations
@@ -17,22 +21,38 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import typer
 
 from textgen.io import Record, check_encoding, read_path, read_stream, read_text, unique_ids
-from textgen.tasks import PLANNED, TASKS, Task
+from textgen.models.registry import ModelInfo, ModelNotFound, resolve
+from textgen.output import Output
+from textgen.runner import Job, Runner, RunError, made_with
+from textgen.tasks import DEFAULT_MODELS, TASKS, Task
 
-from .console import error, fail, say, warn
-from textgen.models.registry import DEFAULT_MODELS, ModelInfo, ModelNotFound, resolve
-
-from .engine import Engine, EngineError, decoding_config, fit_length, ignored_settings, pick_device, resolve_model, settings
-from .options import decoding_overrides, decoding_params, input_params, model_params, output_params, run_params
-from .output import OutputError, Sink, StopGuard, Stopped, progress_bar
+from .console import error, fail, is_quiet, say, set_quiet, warn
+from .options import (
+    FLAG_NAMES,
+    Format,
+    decoding_overrides,
+    decoding_params,
+    input_params,
+    model_params,
+    output_params,
+    run_params,
+)
+from .output import OutputError, Sink, StopGuard, Stopped, progress_bar, working
 from .stream import Stream, stream_wanted
+
+# A single record at least this long shows a spinner with the elapsed time on a terminal (a
+# 1,000,000-character summary takes a minute or more, most of it scoring clauses).
+LONG_RECORD = 20_000
+# What the spinner says a task is doing ("summarizing a 1,000,000-character document").
+_DOING = {"title": "titling", "summarize": "summarizing", "qa": "asking questions about",
+          "search": "searching with", "continue": "continuing"}
+
 
 def _option_param(cls: type[Task], opt: str, default: Any) -> inspect.Parameter:
     """The CLI parameter of one task option (``Task.options``): ``--x/--no-x`` for a boolean,
@@ -61,7 +81,8 @@ def task_command(name: str) -> Callable[..., None]:
     default_model = _default_model(name)
     # The flags' help shows what a bare run uses: the task's defaults as the default model changes them.
     shown = {**cls.defaults, **(default_model.decoding.get(name, {}) if default_model else {})}
-    params = input_params() + output_params() + model_params() + run_params() + decoding_params(name, shown) + extra
+    decoding = decoding_params(name, shown, cls.decoding_fields)
+    params = input_params() + output_params() + model_params() + run_params() + decoding + extra
 
     def command(**values: Any) -> None:
         raise typer.Exit(run_task(name, values))
@@ -78,42 +99,52 @@ def task_command(name: str) -> Callable[..., None]:
 
 
 def _default_model(name: str) -> ModelInfo | None:
-    """The task's built-in model, described from its JSON files (no torch), if it has one."""
+    """The model a bare run of the task uses (the user's settings, else the built-in one),
+    described from its JSON files (no torch), if it can be found."""
+    from textgen.config import ConfigError, load_settings
+
     try:
-        return resolve(DEFAULT_MODELS[name])
-    except (KeyError, ModelNotFound):
-        return None
+        spec = load_settings().model_for(name)
+    except ConfigError:
+        spec = None
+    for candidate in (spec, DEFAULT_MODELS.get(name)):
+        if candidate:
+            try:
+                return resolve(candidate)
+            except ModelNotFound:
+                continue
+    return None
 
 
 def _default_model_settings(name: str, info: ModelInfo | None) -> str:
-    """A help paragraph naming what the task's default model sets in its textgen.json, so that
+    """A help paragraph naming the model a bare run uses and what its textgen.json sets, so that
     ``--help`` shows the settings a bare run really uses."""
     if info is None:
         return ""
+    where = "built in" if info.name == DEFAULT_MODELS.get(name) else "from your settings"
+    text = (f"\n\nDefault model: {info.name} ({where}; --model, $TEXTGEN_MODEL or `textgen config set-model NAME` "
+            "change it).")
     sets = {**info.decoding.get(name, {}), **info.options.get(name, {})}
-    if not sets:
-        return ""
-    return f"\n\nThe default model, {info.name}, sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) + "."
-
-
-def planned_command(name: str) -> Callable[..., None]:
-    """A command whose task is announced but not in this release: says so in one line, exit 2."""
-
-    def command(ctx: typer.Context) -> None:
-        fail(f"`textgen {name}` is not available in this release")
-
-    command.__doc__ = f"{PLANNED[name]} (not available in this release)"
-    command.__name__ = name
-    return command
+    if sets:
+        text += " It sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) + "."
+    return text
 
 
 # ---------------------------------------------------------------------- one run
 def run_task(name: str, v: dict[str, Any]) -> int:
     """Run the task ``name`` with the parsed option values ``v``; returns the exit status."""
     _check_usage(v)
+    quiet = set_quiet(v["quiet"])
+    try:
+        return _run_task(name, v)
+    finally:
+        set_quiet(quiet)
+
+
+def _run_task(name: str, v: dict[str, Any]) -> int:
     options = {opt: v[opt] for opt in TASKS[name].options if v[opt] is not None}
     try:
-        options = {opt: TASKS[name].check_option(opt, value) for opt, value in options.items()}
+        TASKS[name].checked(options)
     except ValueError as exc:
         fail(str(exc))
     overrides = decoding_overrides(v)
@@ -137,7 +168,7 @@ def run_task(name: str, v: dict[str, Any]) -> int:
     sink = Sink(v["format"].value, guard, output=v["output"], output_dir=v["output_dir"], resume=v["resume"], label=label)
     skipped: list[str] = []
     try:
-        records, task, config = _prepare(name, v, sink, guard, options, overrides, skipped)
+        records, runner, job = _prepare(name, v, sink, guard, options, overrides, skipped)
     except Stopped as stop:
         sink.close()
         error(f"stopped by {signal.Signals(stop.signum).name} while loading the model")
@@ -145,23 +176,60 @@ def run_task(name: str, v: dict[str, Any]) -> int:
     except BaseException:
         sink.close()  # a file made for this run, which never began, is removed
         raise
+    if v["verbose"]:
+        _describe(runner, job)
+    for message in sink.resume_notes(made_with(job)["settings"]):
+        warn(message)
     total = len(records) if isinstance(records, list) else None
-    show = v["progress"] if v["progress"] is not None else sys.stderr.isatty() and (total is None or total > 1)
+    terminal = v["progress"] is not False and not is_quiet() and _stderr_is_terminal()
+    show = v["progress"] if v["progress"] is not None else terminal and (total is None or total > 1)
     streaming = stream_wanted(
         v["stream"], single=total == 1, text_format=v["format"].value == "text",
         to_stdout=v["output"] is None and v["output_dir"] is None,
     )
-    status = _process(records, task, config, sink, batch_size=v["batch_size"], progress=show and not streaming,
-                      total=total, stream=Stream() if streaming else None)
+    bar = show and not streaming
+    long = None
+    if terminal and not bar and total == 1 and len(records[0].text or "") >= LONG_RECORD:
+        long = f"{_DOING.get(name, name)} a {len(records[0].text or ''):,}-character document…"
+    status = _process(records, runner, job, sink, batch_size=v["batch_size"], progress=bar,
+                      total=total, stream=Stream() if streaming else None, status=long)
     if skipped:
         say(f"textgen: {len(skipped)} folder(s) under {v['input']} could not be read")
     return 1 if skipped and status == 0 else status
 
 
+def _resolves_to(spec: str, path: Any) -> bool:
+    """Whether the model ``spec`` (as an output file names it) is the model at ``path``."""
+    try:
+        return resolve(spec).path == path
+    except ModelNotFound:
+        return False
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _describe(runner: Runner, job: Job) -> None:
+    """``-v``: the model, device and settings this run uses, before its first record."""
+    info = job.info
+    threads = str(runner.threads) if runner.threads else "torch's default"
+    if not runner.threads and "torch" in sys.modules:  # loaded with the model
+        threads = f"{sys.modules['torch'].get_num_threads()} (torch's default)"
+    say(f"textgen: model {info.name} ({info.source}: {info.path}), device {runner.device()}, "
+        f"dtype {runner.dtype or 'default'}, threads {threads}")
+    settings = made_with(job)["settings"]
+    strategy = {"beam": "beam search", "sample": "sampling", "greedy": "greedy decoding"}[job.config.strategy]
+    decoding = " ".join(f"{k}={v}" for k, v in settings.items() if k not in job.task.settings)
+    say(f"textgen: {job.name}: {strategy}" + (f", {decoding}" if decoding else ""))
+    if job.task.settings:
+        say("textgen: options: " + " ".join(f"{k}={v}" for k, v in job.task.settings.items()))
+
+
 def _prepare(
     name: str, v: dict[str, Any], sink: Sink, guard: StopGuard, options: dict[str, Any], overrides: dict[str, Any],
     skipped: list[str],
-) -> tuple[list[Record] | Iterator[Record], Task, Any]:
+) -> tuple[list[Record] | Iterator[Record], Runner, Job]:
     """Everything before the first record: the outputs checked and opened, the records read (never
     the run's own outputs), the model loaded and the settings checked against it. Any problem is
     one line and exit 2, before any work."""
@@ -176,25 +244,35 @@ def _prepare(
         if isinstance(records, list):
             sink.check_targets(records)
         with guard:
-            user = settings()
-            info = resolve_model(name, v["model"], user)
-            config = decoding_config(name, info, user, overrides)
-            for message in ignored_settings(config, overrides):
-                warn(message)
-            device = pick_device(v["device"].value if v["device"] else user.device, v["threads"] or user.threads)
-            dtype = v["dtype"].value if v["dtype"] else None
-            engine = Engine(user, device, allow_pickle=v["allow_pickle"], dtype=dtype, prompt_file=v["prompt_file"])
-            task = engine.task(name, info)
-            task.configure(**options)
-            config = fit_length(task, config, explicit="max_new_tokens" in overrides)
-    except (EngineError, OutputError) as exc:
+            runner = Runner(
+                device=v["device"].value if v["device"] else None, threads=v["threads"],
+                dtype=v["dtype"].value if v["dtype"] else None, allow_pickle=v["allow_pickle"], prompt_file=v["prompt_file"],
+            )
+            if sink.resume:  # whose output the file holds, before the model loads (resolving needs no torch)
+                info = runner.resolve(name, v["model"])
+                sink.check_resume(name, info.name, records if isinstance(records, list) else None,
+                                  same_model=lambda other: _resolves_to(other, info.path))
+            job = runner.job(name, v["model"], options=options, decoding=overrides, names=FLAG_NAMES)
+    except (RunError, OutputError) as exc:
         fail(str(exc))
-    return records, task, config
+    for message in job.warnings:
+        warn(message)
+    return records, runner, job
 
 
 def _check_usage(v: dict[str, Any]) -> None:
+    if v["quiet"] and v["verbose"]:
+        fail("give -q or -v, not both")
+    if v["json"]:
+        if v["format"] not in (None, Format.jsonl):
+            fail(f"--json is --format jsonl; drop --format {v['format'].value} or --json")
+        v["format"] = Format.jsonl
+    elif v["format"] is None:
+        v["format"] = Format.text
     if v["text"] is not None and v["input"] is not None:
         fail("give a text or --input, not both")
+    if v["input"] is not None and str(v["input"]) == "-":
+        v["input"] = None  # `-i -` is stdin, as no --input is (every later use of v["input"] sees None)
     if v["output"] is not None and v["output_dir"] is not None:
         fail("give --output or --output-dir, not both")
     if v["output_dir"] is not None and v["input"] is None:
@@ -262,32 +340,48 @@ def _records(
 
 def _process(
     records: Iterable[Record],
-    task: Task,
-    config: Any,
+    runner: Runner,
+    job: Job,
     sink: Sink,
     *,
     batch_size: int,
     progress: bool,
     total: int | None,
     stream: Stream | None = None,
+    status: str | None = None,
 ) -> int:
+    """Run the records through the job into the sink; ``status``: a spinner line while the one
+    (long) record runs, ended by its first streamed piece or its output."""
     written = failed = seen = 0
+    stamp = made_with(job)
     try:
-        with sink.guard, progress_bar(progress, total) as advance:
+        with sink.guard, progress_bar(progress, total) as advance, working(status) as stop_status:
             sink.begin()
-            for batch in _batches(records, batch_size):
-                seen += len(batch)
-                todo = [rec for rec in batch if not sink.done(rec)]
-                for rec, out in zip(todo, task.run(todo, config, on_text=stream)):
-                    streamed = stream is not None and stream.close(out)  # its line is printed
-                    _report(out)
-                    if not streamed:
-                        sink.write(rec, out)
-                    written += 1
-                    failed += "error" in out
-                advance(len(batch))
+            counted = _Counted(records)
+            if stream is not None:
+                stream.before_first = stop_status
+
+            def done(rec: Record) -> bool:  # resumed: already in the output
+                if sink.done(rec):
+                    advance(1)
+                    return True
+                return False
+
+            for rec, out in runner.run(job, counted, batch_size=batch_size, on_text=stream, skip=done):
+                stop_status()
+                out.made_with = stamp
+                streamed = stream is not None and stream.close(out)  # its line is printed
+                _report(out)
+                if not streamed:
+                    sink.write(rec, out)
+                written += 1
+                failed += out.error is not None
+                advance(1)
+            seen = counted.seen
     except Stopped as stop:
-        error(f"stopped by {signal.Signals(stop.signum).name} after {written} records; rerun with --resume to finish")
+        then = ("rerun with --resume to finish" if sink.resumable else
+                "only JSONL written to a file (--format jsonl -o FILE, or --output-dir) can be finished with --resume")
+        error(f"stopped by {signal.Signals(stop.signum).name} after {written} records; {then}")
         return 128 + stop.signum
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
@@ -307,14 +401,20 @@ def _process(
     return 0
 
 
-def _batches(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    it = iter(records)
-    while batch := list(islice(it, size)):
-        yield batch
+class _Counted:
+    """The records, counted as the runner takes them."""
+
+    def __init__(self, records: Iterable[Record]) -> None:
+        self.records, self.seen = iter(records), 0
+
+    def __iter__(self) -> Iterator[Record]:
+        for rec in self.records:
+            self.seen += 1
+            yield rec
 
 
-def _report(out: dict[str, Any]) -> None:
-    for message in out.get("warnings", ()):
-        warn(f"[{out['id']}] {message}")
-    if "error" in out:
-        error(f"[{out['id']}] {out['error']}")
+def _report(out: Output) -> None:
+    for message in out.warnings:
+        warn(f"[{out.id}] {message}")
+    if out.error is not None:
+        error(f"[{out.id}] {out.error}")

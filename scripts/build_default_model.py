@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from textgen.models.backbone import BertBackbone, BertConfig  # noqa: E402
-from textgen.models.model_dir import save_model_dir  # noqa: E402
+from textgen.training.export import save_model_dir  # noqa: E402
 from textgen.tokenizer import ChineseTokenizer, build_vocab  # noqa: E402
 from textgen.training import corpus  # noqa: E402
 from textgen.training.data import MixedBatches, TokenData, pair_ids, specials_of, text_windows  # noqa: E402

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from textgen.models.backbone import BertBackbone, BertConfig  # noqa: E402
-from textgen.models.model_dir import save_model_dir  # noqa: E402
+from textgen.training.export import save_model_dir  # noqa: E402
 from textgen.tokenizer import ChineseTokenizer  # noqa: E402
 from textgen.training import multitask  # noqa: E402
 from textgen.training.data import MixedBatches, specials_of  # noqa: E402

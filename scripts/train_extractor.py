@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from textgen.evaluation.metrics import score_pair  # noqa: E402
-from textgen.models.adapters import meta_tokens, textgen_meta  # noqa: E402
+from textgen.models.model_dir import ModelDir  # noqa: E402
 from textgen.models.backbone import BertBackbone  # noqa: E402
 from textgen.summarize import extractor as ex  # noqa: E402
 from textgen.summarize.tagger import Document  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
 
     backbone = BertBackbone.load(model_dir)
     tokenizer = ChineseTokenizer.from_dir(model_dir)
-    encoder = ClauseEncoder(backbone, tokenizer, max_tokens=meta_tokens(model_dir, "max_context_tokens"))
+    encoder = ClauseEncoder(backbone, tokenizer, max_tokens=ModelDir.read(model_dir).max_context_tokens)
     key = f"v{CACHE_VERSION}-{fingerprint}"
     docs = {split: load_documents(split, encoder, cache, key) for split in SPLITS}
 
@@ -123,9 +123,9 @@ def main() -> None:
     oof_main = None
     if args.folds > 1:
         oof, _ = cross_fit(docs["legal-train"], args.folds, cfg, log, store=cache, key=fold_key)
-        meta_info = textgen_meta(model_dir)
-        prefix = (meta_info.get("source_prefix") or {}).get("summarize", "")
-        budget = (meta_tokens(model_dir, "max_source_tokens") or encoder.max_tokens) - len(tokenizer.encode(prefix))
+        meta_info = ModelDir.read(model_dir)
+        prefix = meta_info.prefix("summarize")
+        budget = (meta_info.max_source_tokens or encoder.max_tokens) - len(tokenizer.encode(prefix))
         oof_path = cache / "oof-legal-train.jsonl"
         write_out_of_fold(oof_path, docs["legal-train"], oof, [p.source for p in summary_pairs("legal-train")],
                           lambda c: len(tokenizer.encode(c)), budget)

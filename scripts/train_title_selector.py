@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from textgen.evaluation.metrics import score_corpus  # noqa: E402
-from textgen.models.adapters import meta_tokens  # noqa: E402
+from textgen.models.model_dir import ModelDir  # noqa: E402
 from textgen.models.backbone import BertBackbone  # noqa: E402
 from textgen.summarize.tagger import Document  # noqa: E402
 from textgen.summarize.training import TrainConfig, cached_documents, predict, train_tagger, weights_cache  # noqa: E402
@@ -91,7 +91,7 @@ def main() -> None:
     cache, fingerprint = weights_cache(model_dir, ROOT / "runs" / "title-selector", args.cache)
     log(f"backbone {model_dir} (weights {fingerprint}); cache {cache}")
     encoder = ClauseEncoder(BertBackbone.load(model_dir), ChineseTokenizer.from_dir(model_dir),
-                            max_tokens=meta_tokens(model_dir, "max_context_tokens"))
+                            max_tokens=ModelDir.read(model_dir).max_context_tokens)
     key = f"v{CACHE_VERSION}-{fingerprint}"
 
     train, select, dev = [], [], {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,74 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra or {})
     return env
+
+
+# ---------------------------------------------------------------------- tasks and runs
+def load_task(name: str, path: str | Path, *, model: str | None = None, prompts: dict | None = None, **options: Any) -> Any:
+    """The task ``name`` over the model at ``path``, built as the runner builds it but without the
+    user's config (``options``: task options; a bad one is the task's own ``ValueError``)."""
+    from textgen.config import Settings
+    from textgen.models.registry import describe
+    from textgen.runner import Runner
+    from textgen.tasks import TASKS
+
+    runner = Runner(Settings(), device="cpu", prompts=prompts)
+    info = describe(Path(path), name=model or Path(path).name, source="local")
+    cls = TASKS[name]
+    return cls(runner.model(info, cls.kind), options=options, prompts=runner.prompts())
+
+
+def task_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The task's built-in decoding defaults with ``overrides``."""
+    from textgen.decoding.config import build_config
+    from textgen.tasks import TASKS
+
+    return build_config(TASKS[name].defaults, overrides or {})
+
+
+# ---------------------------------------------------------------------- the command line in-process
+def run(*args: object, input: str | bytes | None = None) -> Any:
+    """``textgen ARGS`` through typer's CliRunner, in-process (stdout and stderr apart)."""
+    from typer.testing import CliRunner
+
+    from textgen.cli.app import app  # here, so that tests which need no CLI do not import it
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def jsonl(text: str) -> list[dict]:
+    """The records of JSON Lines output."""
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def fail_long_inputs(monkeypatch: pytest.MonkeyPatch, error: Exception, *, longer_than: int = 12) -> Any:
+    """Make the decoder raise ``error`` for any batch holding an input of more than
+    ``longer_than`` tokens (a record the model fails on), and decode the others for real.
+    Returns the real ``textgen.decoding.generate``, to put back."""
+    import textgen.decoding
+
+    real = textgen.decoding.generate
+
+    def generate(adapter, inputs, config, **kw):
+        if any(len(ids) > longer_than for ids in inputs):
+            raise error
+        return real(adapter, inputs, config, **kw)
+
+    monkeypatch.setattr(textgen.decoding, "generate", generate)
+    return real
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """``rows`` as a JSON Lines input file."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def one_line_error(result: Any, code: int = 2) -> str:
+    """The run ended with ``code`` and one line on stderr besides the records' warnings (a tiny
+    random model's outputs are often cut at max_new_tokens), no traceback; that line."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output and (result.exception is None or isinstance(result.exception, SystemExit))
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("textgen: warning: [")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]

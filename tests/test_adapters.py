@@ -4,9 +4,11 @@ our backbone's cached decoding against a decoder that recomputes everything each
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import jsonl, run
 from tiny_models import CHARS, save_bart, save_gpt2, save_t5
 
 from textgen.decoding import DecodingConfig, generate
@@ -15,9 +17,9 @@ from textgen.models.adapters import (
     BackboneSeq2Seq,
     HFCausal,
     HFSeq2Seq,
-    load_adapter,
 )
 from textgen.models.backbone import BertBackbone, BertConfig
+from textgen.models.families import LoadOptions, load_adapter
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer
 
 TEXTS = ["广州的白云机场很大", "白云山", "我们去白云机场接人今天天气很好", "蓝天", "飞机从白云机场起飞"]
@@ -261,7 +263,7 @@ def test_pickled_weights_load_only_when_allowed(tmp_path, hf_dirs):
     torch.save(state, path / "pytorch_model.bin")
     with pytest.raises(PermissionError, match="allow-pickle"):
         load_adapter(path, "causal")
-    pickled = load_adapter(path, "causal", allow_pickle=True)
+    pickled = load_adapter(path, "causal", LoadOptions(allow_pickle=True))
     safe = load_adapter(hf_dirs["gpt2"], "causal")
     inputs = [safe.encode(t) for t in TEXTS]
     cfg = DecodingConfig(max_new_tokens=6)
@@ -293,3 +295,28 @@ def test_backbone_stays_within_the_context_it_was_trained_on(tmp_path):
     prompt = short.encode("广州的白云机场很大我们去白云机场接人" * 2)
     config = DecodingConfig(max_new_tokens=8)
     assert generate(short, [prompt], config) == generate(plain, [prompt[-11:]], config)
+
+
+# ---------------------------------------------------------------------- through the command line (issue 10)
+def test_nan_weights_are_refused_when_loading(tiny_model: Path, tmp_path: Path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "nan"
+    shutil.copytree(tiny_model, model)
+    state = load_file(str(model / "model.safetensors"))
+    name = next(k for k in state if k.endswith("query.weight"))
+    state[name][0, 0] = float("nan")
+    save_file(state, str(model / "model.safetensors"))
+    result = run("title", "-m", model, "今天上午，市图书馆新馆正式向读者开放。")
+    assert result.exit_code == 2 and "NaN or infinite" in result.stderr and name in result.stderr
+    assert torch.isnan(state[name]).any()
+
+
+def test_bart_titles_have_no_spaces_between_chinese_characters(tmp_path: Path):
+    save_bart(tmp_path / "bart")
+    result = run("title", "-m", tmp_path / "bart", "--min-new-tokens", 3, "-f", "jsonl", "今天天气很好我们去白云山")
+    assert result.exit_code == 0, result.output
+    text = jsonl(result.stdout)[0]["outputs"][0]["text"]
+    assert text and " " not in text

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
+from conftest import save_tiny_model
 
 from textgen.models.backbone import BertBackbone, BertConfig
 
@@ -125,3 +129,10 @@ def test_cache_handles_right_padded_prompts(model):
 def test_too_long_input_is_a_clear_error(model):
     with pytest.raises(ValueError, match="positions"):
         model(torch.ones(1, 65, dtype=torch.long))
+
+
+def test_saved_weights_get_the_usual_file_mode(tmp_path: Path):
+    model = save_tiny_model(tmp_path / "m")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (model / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -15,28 +15,29 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_task, run, task_config
 from tiny_models import save_gpt2, save_llama, save_qwen2, save_t5
 from typer.testing import CliRunner
 
 from textgen.cli.app import app
 from textgen.decoding import DecodingConfig, generate
+from textgen.decoding.healing import heal
 from textgen.io import Record
-from textgen.models.adapters import _pad, load_adapter
+from textgen.models.adapters import pad_rows
 from textgen.models.chat import ChatAdapter, is_chat
+from textgen.models.families import EVERY_TASK, LoadOptions, load_adapter
+from textgen.models.loaded import Model
+from textgen.models.model_dir import ModelDir
 from textgen.models.registry import list_models, resolve
-from textgen.prompts import CHAT_TASKS, Prompt, PromptError, load_prompts, read_prompt_file
-from textgen.tasks import load_task
-from textgen.tasks.base import build_config
+from textgen.prompts import Prompt, PromptError, load_prompts, read_prompt_file
+from textgen.tasks import PROMPTS, TASK_NAMES
 from textgen.tasks.streaming import TextStream
 from textgen.training.corpus import default_shared_dir
 
 QWEN_TOKENIZER = default_shared_dir() / "tokenizers" / "qwen2-bpe151k"
 ARTICLE = "今天上午，市图书馆新馆正式向读者开放，馆内藏书超过一百万册。"
 SHORT = {"title": {"system": "编辑", "user": "标题：{text}"}}  # short prompts keep byte-level prompts small
-
-
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+SHORT_PROMPTS = load_prompts(PROMPTS, SHORT)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def llama_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def llama(llama_dir) -> ChatAdapter:
-    return load_adapter(llama_dir, "seq2seq", task="title", prompts=load_prompts(SHORT))
+    return load_adapter(llama_dir, "seq2seq")  # a chat model serves every kind
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,14 @@ def qwen_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def qwen(qwen_dir) -> ChatAdapter:
-    return load_adapter(qwen_dir, "causal", task="continue")
+    return load_adapter(qwen_dir, "causal")
 
 
-def qwen_for(adapter: ChatAdapter, task: str) -> ChatAdapter:
-    """The same loaded model rendering another task's prompt (loading a 150k vocabulary twice is slow)."""
-    other = ChatAdapter(adapter.model, adapter.tokenizer, adapter.name, "cpu", task=task)
-    other.__dict__.update(_token_texts=adapter._token_texts, vocabulary=adapter.vocabulary)
-    return other
+@pytest.fixture(scope="module")
+def qwen_model(qwen_dir, qwen) -> Model:
+    """The loaded Qwen2 model as tasks get it: every task runs on it, rendering its own prompt
+    (loading a 150k vocabulary twice is slow), and its caches (the healing vocabulary) are shared."""
+    return Model("qwen2", ModelDir.read(qwen_dir), qwen, "hf-chat")
 
 
 # ---------------------------------------------------------------------- finding and loading chat models
@@ -77,16 +78,18 @@ def test_a_causal_model_with_a_chat_template_serves_every_task(llama_dir, tmp_pa
     plain = tmp_path / "gpt2"
     save_gpt2(plain)
     assert is_chat(load_adapter(llama_dir, "causal")) and not is_chat(load_adapter(plain, "causal"))
-    assert resolve(str(llama_dir)).tasks == list(CHAT_TASKS)
+    chat = resolve(str(llama_dir))
+    assert chat.tasks == EVERY_TASK and all(chat.serves(task) for task in TASK_NAMES)
     plain_tasks = resolve(str(plain)).tasks
     assert "continue" in plain_tasks and "title" not in plain_tasks  # no template: a plain language model
+    assert not resolve(str(plain)).serves("title")
     listed = {m.path.name: m.tasks for m in list_models(dirs=[llama_dir.parent, plain])}
-    assert listed["llama-chat"] == list(CHAT_TASKS) and listed["gpt2"] == plain_tasks
+    assert listed["llama-chat"] == EVERY_TASK and listed["gpt2"] == plain_tasks
     table = run("models", "list", "--dir", llama_dir.parent)
     row = next(line for line in table.stdout.splitlines() if "llama-chat" in line)
-    assert table.exit_code == 0 and "chat" in row and "title,summarize,qa,continue,search" in row
+    assert table.exit_code == 0 and "chat" in row and "*" in row.split()
     rows = json.loads(run("models", "list", "--dir", llama_dir.parent, "--format", "json").stdout)
-    assert [r["chat"] for r in rows if r["name"].endswith("llama-chat")] == [True]
+    assert [(r["chat"], r["tasks"]) for r in rows if r["name"].endswith("llama-chat")] == [(True, ["*"])]
 
 
 def test_chat_models_in_the_hf_cache_are_listed_with_every_task(user_env):
@@ -97,12 +100,13 @@ def test_chat_models_in_the_hf_cache_are_listed_with_every_task(user_env):
     fake_hf_repo(cache, "someone/qwen-chat", {"config.json": config, "tokenizer_config.json": json.dumps({"chat_template": "{{ x }}"})})
     fake_hf_repo(cache, "someone/qwen-base", {"config.json": config, "tokenizer_config.json": "{}"})
     listed = {m.name: m.tasks for m in list_models() if m.source == "hf-cache"}
-    assert listed["someone/qwen-chat"] == list(CHAT_TASKS) == resolve("someone/qwen-chat").tasks
+    assert listed["someone/qwen-chat"] == EVERY_TASK == resolve("someone/qwen-chat").tasks
     assert "title" not in listed["someone/qwen-base"]  # no chat template: no prompts to serve tasks with
 
 
-def test_encode_renders_the_task_prompt_with_the_template(llama):
-    ids = llama.encode(ARTICLE)
+def test_encode_renders_the_task_prompt_with_the_template(llama, llama_dir):
+    ids = llama.encode_prompt(SHORT_PROMPTS["title"], text=ARTICLE)
+    assert load_task("title", llama_dir, prompts=SHORT_PROMPTS).encode_input(ARTICLE) == ids  # the task's own prompt
     text = llama.tokenizer.decode(ids)
     expected = llama.tokenizer.apply_chat_template(
         [{"role": "system", "content": "编辑"}, {"role": "user", "content": "标题：" + ARTICLE}],
@@ -112,27 +116,28 @@ def test_encode_renders_the_task_prompt_with_the_template(llama):
     assert llama.tokenizer.decode(llama.source_ids(ARTICLE)) == ARTICLE  # the source alone, for copy rules
     # the turn-closing token ends outputs, though the generation config names only <|endoftext|>
     assert llama.tokenizer.convert_tokens_to_ids("<|eot_id|>") in llama.eos_token_ids
-    raw = load_adapter(llama.model.name_or_path, "causal")  # continue: the raw text, after BOS
-    assert raw.raw and raw.encode(ARTICLE) == [raw.tokenizer.bos_token_id, *raw.source_ids(ARTICLE)]
+    # encode is the raw text, after BOS (continue and search read it so)
+    assert llama.encode(ARTICLE) == [llama.tokenizer.bos_token_id, *llama.source_ids(ARTICLE)]
+    assert load_task("continue", llama_dir).encode_input(ARTICLE) == llama.encode(ARTICLE)  # no prompt: raw
 
 
 def test_another_prompt_of_the_same_model_and_the_shipped_prompts(llama):
-    question = llama.tokenizer.decode(llama.encode_prompt("qa_question", text="段落正文", answer="一百万册"))
+    question = llama.tokenizer.decode(llama.encode_prompt(PROMPTS["qa_question"], text="段落正文", answer="一百万册"))
     assert "段落正文" in question and "答案：一百万册" in question and "<|start_header_id|>assistant" in question
     with pytest.raises(ValueError, match="answer"):
-        llama.encode_prompt("qa_question", text="段落正文")
-    shipped = load_prompts()
-    assert set(shipped) == {"title", "summarize", "qa", "qa_question", "qa_check"}
+        llama.encode_prompt(PROMPTS["qa_question"], text="段落正文")
+    shipped = load_prompts(PROMPTS)
+    assert shipped == PROMPTS and set(shipped) == {"title", "summarize", "qa", "qa_question", "qa_check"}
     assert all("{text}" in p.user for p in shipped.values())
 
 
 def test_prompts_are_overridden_by_a_file_and_bad_files_are_one_line_errors(llama_dir, tmp_path):
     good = tmp_path / "prompts.toml"
     good.write_text('[title]\nuser = "给这条新闻起个标题：{text}"\nanswer_start = "标题："\n', encoding="utf-8")
-    prompts = load_prompts(read_prompt_file(good))
-    assert prompts["title"].system == load_prompts()["title"].system  # fields not given are kept
+    prompts = load_prompts(PROMPTS, read_prompt_file(good, PROMPTS))
+    assert prompts["title"].system == PROMPTS["title"].system  # fields not given are kept
     task = load_task("title", llama_dir, model="llama", prompts=prompts)
-    rendered = task.adapter.tokenizer.decode(task.adapter.encode(ARTICLE))
+    rendered = task.adapter.tokenizer.decode(task.encode_input(ARTICLE))
     assert "给这条新闻起个标题：" + ARTICLE in rendered and rendered.endswith("<|end_header_id|>\n\n标题：")
     bad = tmp_path / "bad.toml"
     for content, message in (('[title]\nuser = "no placeholder"\n', "must contain {text}"),
@@ -140,17 +145,17 @@ def test_prompts_are_overridden_by_a_file_and_bad_files_are_one_line_errors(llam
                              ("[title\n", "cannot read prompt file")):
         bad.write_text(content, encoding="utf-8")
         with pytest.raises(PromptError, match=message):
-            read_prompt_file(bad)
+            read_prompt_file(bad, PROMPTS)
         result = run("title", "--model", llama_dir, "--prompt-file", bad, ARTICLE)
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     shown = run("models", "prompts", "--prompt-file", good)
-    assert shown.exit_code == 0 and load_prompts(read_prompt_file_text(tmp_path, shown.stdout)) == prompts
+    assert shown.exit_code == 0 and load_prompts(PROMPTS, read_prompt_file_text(tmp_path, shown.stdout)) == prompts
 
 
 def read_prompt_file_text(tmp_path: Path, text: str) -> dict:
     path = tmp_path / "shown.toml"
     path.write_text(text, encoding="utf-8")
-    return read_prompt_file(path)
+    return read_prompt_file(path, PROMPTS)
 
 
 def test_the_config_file_sets_prompts_and_dtype(llama_dir, tmp_path, monkeypatch):
@@ -170,7 +175,7 @@ def test_the_config_file_sets_prompts_and_dtype(llama_dir, tmp_path, monkeypatch
 # ---------------------------------------------------------------------- parity with generate()
 def reference(adapter: ChatAdapter, inputs: list[list[int]], config: DecodingConfig) -> list[list[int]]:
     """``model.generate`` on the same ids, left padded, cut at the first end token."""
-    ids, mask = _pad(inputs, adapter.pad_token_id, left=True, device="cpu")
+    ids, mask = pad_rows(inputs, adapter.pad_token_id, left=True, device="cpu")
     kw = dict(early_stopping=config.early_stopping, length_penalty=config.length_penalty) if config.num_beams > 1 else {}
     out = adapter.model.generate(
         input_ids=ids, attention_mask=mask.long(), max_new_tokens=config.max_new_tokens, num_beams=config.num_beams,
@@ -184,7 +189,8 @@ def reference(adapter: ChatAdapter, inputs: list[list[int]], config: DecodingCon
 def test_greedy_and_beam_outputs_equal_generate(family, request):
     adapter = request.getfixturevalue("llama" if family == "llama" else "qwen")
     texts = ["广州的白云机场很大", "蓝天", "我们去白云机场接人，今天天气很好"]
-    inputs = [adapter.encode(t) for t in texts]  # templated (llama) or raw (qwen) prompts
+    # templated (llama) or raw (qwen) prompts
+    inputs = [adapter.encode_prompt(SHORT_PROMPTS["title"], text=t) if family == "llama" else adapter.encode(t) for t in texts]
     assert len({len(x) for x in inputs}) == 3
     ended = set()
     for config in (DecodingConfig(max_new_tokens=12), DecodingConfig(num_beams=3, max_new_tokens=12),
@@ -196,12 +202,12 @@ def test_greedy_and_beam_outputs_equal_generate(family, request):
 
 
 def test_dtype_bf16_loads_and_decodes(llama_dir):
-    adapter = load_adapter(llama_dir, "causal", dtype="bf16")
+    adapter = load_adapter(llama_dir, "causal", LoadOptions(dtype="bf16"))
     assert adapter.model.dtype == torch.bfloat16
     logits, _ = adapter.start([adapter.encode("广州")], 4)
     assert logits.dtype == torch.float32
     with pytest.raises(ValueError, match="dtype must be one of bf16, fp16, fp32"):
-        load_adapter(llama_dir, "causal", dtype="int4")
+        load_adapter(llama_dir, "causal", LoadOptions(dtype="int4"))
 
 
 def test_loading_never_runs_remote_code(tmp_path):
@@ -219,10 +225,10 @@ def test_loading_never_runs_remote_code(tmp_path):
 def test_a_long_input_is_cut_inside_the_text_not_the_instructions(tmp_path):
     path = tmp_path / "short-window"
     save_llama(path, max_positions=128)
-    task = load_task("title", path, model="short", prompts=load_prompts(SHORT))
+    task = load_task("title", path, model="short", prompts=SHORT_PROMPTS)
     adapter = task.adapter
     long_article = ARTICLE * 6
-    ids = adapter.encode(long_article)
+    ids = task.encode_input(long_article)
     config = DecodingConfig(max_new_tokens=8)
     room = adapter.input_limit(config.max_new_tokens)
     assert len(ids) > room
@@ -252,31 +258,32 @@ def biased(adapter: ChatAdapter, words: list[str], bias: float = 40.0):
     return adapter.model.get_output_embeddings().register_forward_hook(lambda m, args, out: out + boost)
 
 
-def test_qwen2_prompts_ending_inside_a_token_continue_the_word_only_with_healing(qwen):
+def test_qwen2_prompts_ending_inside_a_token_continue_the_word_only_with_healing(qwen, qwen_model):
     prompts, words = list(CUTS), list(CUTS.values())
     for p, w in CUTS.items():  # the prompt ends inside the word, which is one token
         assert p.endswith(w[:-1]) and len(qwen.source_ids(w)) == 1 and len(qwen.source_ids(w[:-1])) > 1
     from textgen.tasks.continuation import ContinuationTask
 
-    continuation = ContinuationTask(qwen, model="qwen2")
+    continuation = ContinuationTask(qwen_model)
     config = DecodingConfig(max_new_tokens=3)
     hook = biased(qwen, words)
     try:
         healed = continuation.run([Record(i, p) for i, p in enumerate(prompts)], config)
-        continuation.configure(heal=False)
-        plain = continuation.run([Record(i, p) for i, p in enumerate(prompts)], config)
+        plain = continuation.with_options(heal=False).run([Record(i, p) for i, p in enumerate(prompts)], config)
     finally:
         hook.remove()
     for prompt, word, on, off in zip(prompts, words, healed, plain):
         around_cut = slice(len(prompt) - len(word) + 1, len(prompt) + 1)  # the word, if it continues
-        assert (prompt + on["outputs"][0]["text"])[around_cut] == word, on  # 北京大 + 学...
+        assert (prompt + on.candidates[0].text)[around_cut] == word, on  # 北京大 + 学...
         # without healing the model starts a new whole word after the partial one: 北京大 + 北京大学
-        assert off["outputs"][0]["text"].startswith(tuple(words)), off
-        assert (prompt + off["outputs"][0]["text"])[around_cut] != word
+        assert off.candidates[0].text.startswith(tuple(words)), off
+        assert (prompt + off.candidates[0].text)[around_cut] != word
 
 
-def test_qwen2_healing_constraint_allows_only_tokens_that_re_spell_the_cut(qwen):
-    healed, constraint = qwen.heal(list(CUTS))
+def test_qwen2_healing_constraint_allows_only_tokens_that_re_spell_the_cut(qwen, qwen_model):
+    from textgen.tasks.continuation import ContinuationTask
+
+    healed, constraint = heal(qwen, list(CUTS), vocab=ContinuationTask(qwen_model).vocabulary())
     texts = qwen.token_texts()
     for h, (prompt, word) in zip(healed, CUTS.items()):
         assert word.startswith(h.remainder) and prompt.endswith(h.remainder) and h.backed_off >= 1
@@ -287,26 +294,6 @@ def test_qwen2_healing_constraint_allows_only_tokens_that_re_spell_the_cut(qwen)
         assert all(t.startswith(rest) or rest.startswith(t) for t in spelled)  # bytes: BPE pieces may split a character
 
 
-def test_healing_with_a_chat_template_backs_off_only_the_answer_start(qwen):
-    adapter = qwen_for(qwen, "title")
-    adapter.prompts = load_prompts({"title": {"user": "标题：{text}", "answer_start": "关于北京大"}})
-    (h,), constraint = adapter.heal([ARTICLE])
-    whole = adapter.encode(ARTICLE)
-    answer = adapter.source_ids("关于北京大")
-    assert h.remainder == "北京大" and whole[: len(whole) - len(answer)] == h.context_ids[: len(whole) - len(answer)]
-    assert constraint is not None
-    hook = biased(adapter, ["北京大学"])
-    try:
-        (hyp,), = generate(adapter, [h.context_ids], DecodingConfig(max_new_tokens=2), processors=[constraint])
-    finally:
-        hook.remove()
-    assert h.strip(adapter.decode(hyp.token_ids)).startswith("学")  # 关于北京大 + 学: the word continues
-    # with no answer start, nothing of the template is ever backed off
-    plain = qwen_for(qwen, "title")
-    (h,), constraint = plain.heal([ARTICLE])
-    assert (h.context_ids, h.remainder, constraint) == (plain.encode(ARTICLE), "", None)
-
-
 # ---------------------------------------------------------------------- copy constraints through the template
 NUMBERS = "上月全市居民消费价格同比上涨0.7%，其中食品价格上涨7%，蔬菜价格下降3.2%。"  # numbers a model could mix up
 
@@ -315,20 +302,20 @@ def digit_tokens(adapter: ChatAdapter) -> list[str]:
     return [t for t in ("7", "2", "3", ".", "0", "%", "32", "70") if len(adapter.source_ids(t)) == 1]
 
 
-def test_title_copy_builds_titles_from_the_article_not_the_prompt(qwen):
+def test_title_copy_builds_titles_from_the_article_not_the_prompt(qwen_model):
     """copy=text through the chat template: the instructions around the article (请, 标题, 文章 ...)
     may not be copied, and numbers stay whole although the model is pushed towards digits."""
     from textgen.evaluation.metrics import unfaithful_numbers
     from textgen.tasks.title import TitleTask
 
-    task = TitleTask(qwen_for(qwen, "title"), model="qwen2", copy="text")
-    assert "请为下面的文章" in task.adapter.tokenizer.decode(task.adapter.encode(NUMBERS))
+    task = TitleTask(qwen_model, options={"copy": "text"})
+    assert "请为下面的文章" in task.adapter.tokenizer.decode(task.encode_input(NUMBERS))
     hook = biased(task.adapter, digit_tokens(task.adapter), bias=3.0)
     try:
         outs = task.run([Record("a", NUMBERS)], DecodingConfig(num_beams=3, num_return_sequences=3, max_new_tokens=10))
     finally:
         hook.remove()
-    texts = [o["text"] for o in outs[0]["outputs"]]
+    texts = [c.text for c in outs[0].candidates]
     assert any(any(c.isdigit() for c in t) for t in texts), texts  # the bias reached the numbers
     for text in texts:
         assert set(text) <= set(NUMBERS) and not unfaithful_numbers(text, NUMBERS), text
@@ -337,11 +324,11 @@ def test_title_copy_builds_titles_from_the_article_not_the_prompt(qwen):
 def test_qa_answers_are_spans_of_the_passage_through_the_template(qwen):
     from textgen.decoding.copy import TextCopy
 
-    adapter = qwen_for(qwen, "qa")
+    adapter = qwen
     span = TextCopy.for_adapter(adapter, [NUMBERS], max_pieces=1, max_new_tokens=8)
     hook = biased(adapter, digit_tokens(adapter), bias=3.0)
     try:
-        hyps = generate(adapter, [adapter.encode_prompt("qa", text=NUMBERS)],
+        hyps = generate(adapter, [adapter.encode_prompt(PROMPTS["qa"], text=NUMBERS)],
                         DecodingConfig(num_beams=4, num_return_sequences=4, max_new_tokens=8), processors=[span])
     finally:
         hook.remove()
@@ -368,13 +355,13 @@ def steered(adapter: ChatAdapter):
 def test_qa_through_a_chat_model_gives_pairs_whose_answers_are_spans_of_the_passage(llama_dir):
     task = load_task("qa", str(llama_dir), model="llama")
     with steered(task.adapter):
-        config = build_config(task.defaults, {"num_return_sequences": 2, "seed": 0, "max_new_tokens": 8})
+        config = task_config("qa", {"num_return_sequences": 2, "seed": 0, "max_new_tokens": 8})
         record = task.run([Record("p", ARTICLE)], config)[0]
-    assert 1 <= len(record["pairs"]) <= 2, record  # one per distinct place the answers came from
-    for pair in record["pairs"]:
-        assert pair["answer"] and ARTICLE[pair["start"] : pair["start"] + len(pair["answer"])] == pair["answer"]
-        assert pair["question"][:-1] in ("白云", "广州", "很好") and pair["question"].endswith("？")
-        assert math.isfinite(pair["score"]) and pair["score"] < 0  # the round trip's mean log-probability
+    assert 1 <= len(record.pairs) <= 2, record  # one per distinct place the answers came from
+    for pair in record.pairs:
+        assert pair.answer and ARTICLE[pair.start : pair.start + len(pair.answer)] == pair.answer
+        assert pair.question[:-1] in ("白云", "广州", "很好") and pair.question.endswith("？")
+        assert math.isfinite(pair.score) and pair.score < 0  # the round trip's mean log-probability
     result = run("qa", "--model", llama_dir, "-n", "2", "--max-new-tokens", "8", "--format", "jsonl", ARTICLE)
     assert result.exit_code in (0, 1) and json.loads(result.stdout)["task"] == "qa", result.output  # served, not refused
 
@@ -383,20 +370,21 @@ def test_chat_qa_asks_about_a_given_answer_with_the_question_prompt(llama_dir):
     from textgen.qa.drivers import ChatDriver
 
     task = load_task("qa", str(llama_dir), model="llama")
-    assert isinstance(task.driver, ChatDriver)
-    decoder, inputs = task.driver.question_inputs([ARTICLE], ["一百万册"])
+    assert isinstance(task.driver(), ChatDriver)
+    decoder, inputs = task.driver().question_inputs([ARTICLE], ["一百万册"])
     prompt = decoder.tokenizer.decode(inputs[0])
     assert "针对给定的答案提出一个问题" in prompt and "答案：一百万册" in prompt and ARTICLE in prompt
     with steered(task.adapter):
-        config = build_config(task.defaults, {"max_new_tokens": 8})
+        config = task_config("qa", {"max_new_tokens": 8})
         record = task.run([Record("p", ARTICLE, fields={"answer": "一百万册"})], config)[0]
-    assert [(p["answer"], p["start"]) for p in record["pairs"]] == [("一百万册", ARTICLE.index("一百万册"))], record
+    assert [(p.answer, p.start) for p in record.pairs] == [("一百万册", ARTICLE.index("一百万册"))], record
 
 
 def test_chat_round_trip_is_the_answers_log_prob_right_after_the_check_prompt(llama):
     from textgen.qa.check import continuation_log_prob
 
-    prompts = [llama.encode_prompt("qa_check", text=ARTICLE, question="藏书有多少？"), llama.encode_prompt("qa_check", text="短文", question="问？")]
+    check = PROMPTS["qa_check"]
+    prompts = [llama.encode_prompt(check, text=ARTICLE, question="藏书有多少？"), llama.encode_prompt(check, text="短文", question="问？")]
     targets = [llama.source_ids("一百万册") + llama.turn_end_ids, llama.source_ids("短") + llama.turn_end_ids]
     batched = continuation_log_prob(llama, prompts, targets)
     for prompt, target, score in zip(prompts, targets, batched):  # one row at a time, no padding
@@ -463,7 +451,7 @@ def test_stream_flag_prints_the_same_output_as_without(llama_dir, pieces):
     task = load_task("continue", llama_dir, model="llama")
     pieces: list[str] = []
     (out,) = task.run([Record("a", "广州的白云")], DecodingConfig(max_new_tokens=12), on_text=pieces.append)
-    assert len(pieces) > 1 and "".join(pieces) == out["outputs"][0]["text"]
+    assert len(pieces) > 1 and "".join(pieces) == out.candidates[0].text
 
 
 def test_repl_streams_with_the_flag_and_prints_the_same(llama_dir, pieces):

@@ -6,22 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from textgen.cli.app import app
-from typer.testing import CliRunner
+from conftest import fail_long_inputs, jsonl, run
 
 import textgen.decoding
 from textgen.decoding import Hypothesis
-from textgen.models.registry import DEFAULT_MODELS, EMBEDDED_DIR
+from textgen.models.registry import EMBEDDED_DIR
+from textgen.tasks import DEFAULT_MODELS
 
 ARTICLE = "今天上午，市图书馆新馆正式向读者开放，馆内藏书超过一百万册。"
-
-
-def run(*args: object, input: str | bytes | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-
-def jsonl(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 @pytest.fixture
@@ -245,20 +237,6 @@ def test_model_that_does_not_serve_the_task(tmp_path: Path):
     assert result.exit_code == 2 and "serves continue, not 'title'" in result.stderr
 
 
-def test_an_announced_task_says_it_is_not_in_this_release(monkeypatch: pytest.MonkeyPatch):
-    import typer
-
-    import textgen.cli.tasks as tasks
-
-    monkeypatch.setitem(tasks.PLANNED, "later", "Something announced.")
-    announced = typer.Typer()
-    announced.command("later")(tasks.planned_command("later"))
-    announced.command("other")(lambda: None)  # two commands, so typer keeps "later" as a subcommand
-    result = CliRunner().invoke(announced, ["later"])
-    assert result.exit_code == 2 and result.stderr.strip() == "textgen: error: `textgen later` is not available in this release"
-    assert "not available in this release" in CliRunner().invoke(announced, ["--help"]).stdout
-
-
 def test_models_list_shows_the_directories_settings_name(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
     def local_rows() -> list[dict]:
         return [r for r in json.loads(run("models", "list", "--format", "json").stdout) if r["source"] == "local"]
@@ -283,6 +261,13 @@ def test_help_lists_every_command_and_title_defaults():
     sets = {**meta["decoding"]["title"], **meta.get("options", {}).get("title", {})}
     assert f"Beam width; 1 turns beam search off. (title default: {sets.get('num_beams', 4)})" in title
     assert f"The default model, {meta['name']}, sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) in title
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"textgen {version('textgen-zh')}"
 
 
 # ---------------------------------------------------------------------- models and devices
@@ -350,14 +335,7 @@ def test_a_signal_during_a_write_waits_for_the_whole_line():
 
 
 def test_a_record_the_model_fails_on_does_not_stop_its_batch(tiny_model: Path, monkeypatch: pytest.MonkeyPatch):
-    real = textgen.decoding.generate
-
-    def generate(adapter, inputs, config, **kw):
-        if any(len(ids) > 12 for ids in inputs):
-            raise ValueError("too long for this test")
-        return real(adapter, inputs, config, **kw)
-
-    monkeypatch.setattr(textgen.decoding, "generate", generate)
+    fail_long_inputs(monkeypatch, ValueError("too long for this test"))
     lines = "短文。\n" + ARTICLE + "\n好天气。\n"
     result = run("title", "-m", tiny_model, "--lines", "-f", "jsonl", "--batch-size", 3, input=lines)
     assert result.exit_code == 1

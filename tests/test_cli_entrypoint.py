@@ -27,7 +27,7 @@ def textgen(*args: object, input: bytes | None = None, env: dict[str, str] | Non
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["title"], ["continue"], ["repl"], ["models"], ["train"], ["eval"], ["summarize"]]
+    "command", [[], ["title"], ["continue"], ["repl"], ["models"], ["train"], ["eval"], ["summarize"], ["config"]]
 )
 def test_help_never_imports_torch_or_transformers(command: list[str]):
     result = textgen(*command, "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})

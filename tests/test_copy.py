@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_task, task_config
 from typer.testing import CliRunner
 
 from textgen.decoding import DecodingConfig, generate
 from textgen.decoding.copy import MODES, CopyHead, CopyVocabulary, SourceIndex, TextCopy, copy_processors
 from textgen.evaluation.metrics import numbers, unfaithful_numbers, unfaithful_share
 from textgen.io import Record
-from textgen.models.adapters import _hf_token_texts, _join_cjk, load_adapter
-from textgen.tasks import TASKS, build_config, load_task
+from textgen.models.adapters import hf_token_texts, join_cjk
+from textgen.models.families import load_adapter
 from textgen.tasks.title import COPY_MODES
 from textgen.tokenizer import ChineseTokenizer, build_vocab
 
@@ -63,9 +64,9 @@ def wordpiece() -> tuple[CopyVocabulary, callable, callable]:
                                   cls_token="[CLS]", mask_token="[MASK]")
 
     def decode(ids):  # as textgen's HF adapters decode WordPiece
-        return _join_cjk(tok.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False))
+        return join_cjk(tok.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False))
 
-    texts = _hf_token_texts(tok, len(tok))
+    texts = hf_token_texts(tok, len(tok))
     return CopyVocabulary(texts, [tok.sep_token_id], decode), lambda s: tok(s, add_special_tokens=False)["input_ids"], decode
 
 
@@ -76,7 +77,7 @@ def qwen2() -> tuple[CopyVocabulary, callable, callable]:
 
     tok = AutoTokenizer.from_pretrained(QWEN)
     decode = lambda ids: tok.decode(list(ids))  # noqa: E731
-    texts = _hf_token_texts(tok, len(tok))
+    texts = hf_token_texts(tok, len(tok))
     return CopyVocabulary(texts, [tok.eos_token_id], decode), lambda s: tok(s, add_special_tokens=False)["input_ids"], decode
 
 
@@ -422,14 +423,14 @@ def test_title_copy_option_old_presets_and_validation(copy_model, tmp_path):
 
 
 def test_title_task_span_mode_and_head_mode(copy_model, tiny_model):
-    config = build_config(TASKS["title"].defaults, {"num_beams": 2, "max_new_tokens": 8, "min_new_tokens": 2})
+    config = task_config("title", {"num_beams": 2, "max_new_tokens": 8, "min_new_tokens": 2})
     records = [Record(id=str(i), text=s) for i, s in enumerate(SOURCES)]
     for out, rec in zip(load_task("title", copy_model, model="m", copy="span").run(records, config), records):
-        assert out["outputs"][0]["text"].replace(" ", "") in rec.text
+        assert out.candidates[0].text.replace(" ", "") in rec.text
     for out, rec in zip(load_task("title", copy_model, model="m", copy="head").run(records, config), records):
-        assert not unfaithful_numbers(out["outputs"][0]["text"], rec.text)
+        assert not unfaithful_numbers(out.candidates[0].text, rec.text)
     no_head = load_task("title", tiny_model, model="m", copy="head").run(records[:1], config)[0]
-    assert "copy=head needs a model with a copy head" in no_head["error"]
+    assert "copy=head needs a model with a copy head" in no_head.error
 
 
 def test_copy_flag_on_the_command_line(copy_model):

@@ -12,10 +12,10 @@ from textgen.decoding import (
     AllowedTokens,
     BannedTokens,
     DecodingConfig,
-    ForcedPrefix,
     LogitsProcessor,
     MinNewTokens,
     NoRepeatNGram,
+    NoTokenLeft,
     RepetitionPenalty,
     Temperature,
     TopK,
@@ -93,15 +93,46 @@ def test_config_validates_and_replace_returns_a_new_checked_config():
     ):
         with pytest.raises(ValueError):
             DecodingConfig(**bad)
+    for name in ("temperature", "top_p", "repetition_penalty", "length_penalty"):  # nan and inf pass "> 0" checks
+        for value in (math.nan, math.inf):
+            with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+                DecodingConfig(**{name: value})
     with pytest.raises(ValueError, match="unknown decoding option"):
         cfg.replace(beams=3)
+
+
+def test_an_explicit_temperature_0_is_greedy_decoding():
+    from textgen.decoding.config import build_config
+
+    sampling = {"do_sample": True, "temperature": 0.8, "top_k": 8}
+    greedy = build_config(sampling, {"temperature": 0})
+    assert greedy.strategy == "greedy" and greedy.ignored({"temperature": 0}) == []
+    assert build_config({"num_beams": 4}, {"temperature": 0.0}).strategy == "greedy"  # beams off too
+    assert build_config({"num_beams": 4}, {"temperature": 0, "num_beams": 2}).strategy == "beam"  # unless asked for
+    assert build_config(sampling, {"temperature": 0, "do_sample": True}).strategy == "greedy"
+    with pytest.raises(ValueError, match="greedy decoding returns one sequence"):
+        build_config(sampling, {"temperature": 0, "num_return_sequences": 3})
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        build_config(sampling, {"temperature": -1})
+    with pytest.raises(ValueError, match="temperature must be > 0"):  # only what the user asks means greedy
+        build_config({"temperature": 0}, {})
+
+
+def test_build_config_names_values_of_the_wrong_type():
+    from textgen.decoding.config import build_config
+
+    for bad, name in (({"num_beams": "x"}, "num_beams"), ({"do_sample": "maybe"}, "do_sample"),
+                      ({"num_return_sequences": "3"}, "num_return_sequences"), ({"banned_token_ids": "x"}, "banned_token_ids"),
+                      ({"banned_token_ids": 5}, "banned_token_ids"), ({"temperature": "hot"}, "temperature")):
+        with pytest.raises(ValueError, match=name):
+            build_config({"num_beams": 3}, bad)
 
 
 @pytest.mark.parametrize(
     "factory",
     [lambda: Temperature(0), lambda: TopK(0), lambda: TopP(0.0), lambda: RepetitionPenalty(-1),
      lambda: NoRepeatNGram(0), lambda: MinNewTokens(2, []), lambda: BannedTokens([]),
-     lambda: AllowedTokens([[]], 5), lambda: AllowedTokens([[7]], 5), lambda: ForcedPrefix([[-2]])],
+     lambda: AllowedTokens([[]], 5), lambda: AllowedTokens([[7]], 5)],
 )
 def test_processors_validate_in_their_constructor(factory):
     with pytest.raises(ValueError):
@@ -149,7 +180,7 @@ def test_no_repeat_ngram_bans_exactly_the_tokens_closing_a_seen_ngram():
     assert banned1.nonzero().flatten().tolist() == [1, 2, 3]
 
 
-def test_banned_and_forced_and_allowed_tokens_on_logits():
+def test_banned_and_allowed_tokens_on_logits():
     gen = torch.zeros(2, 0, dtype=torch.long)
     logits = torch.zeros(2, 4)
     assert torch.isfinite(BannedTokens([1, 3])(gen, logits)).tolist() == [[True, False, True, False]] * 2
@@ -159,8 +190,6 @@ def test_banned_and_forced_and_allowed_tokens_on_logits():
     assert torch.isfinite(allowed(gen, logits)).tolist() == [[False, False, True, True], [True] * 4]
     allowed.reorder(torch.tensor([1, 1, 0]))
     assert torch.isfinite(allowed(torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 4))).tolist()[2] == [False, False, True, True]
-    forced = ForcedPrefix([[3], []])
-    assert torch.isfinite(forced(gen, logits)).tolist() == [[False, False, False, True], [True] * 4]
 
 
 # ---------------------------------------------------------------------- rules inside strategies
@@ -217,11 +246,9 @@ def test_banned_tokens_are_never_generated(beams):
 
 
 @pytest.mark.parametrize("beams", [1, 3])
-def test_forced_prefix_and_per_input_allowed_sets(beams):
+def test_per_input_allowed_sets(beams):
     adapter = ScriptedAdapter(6, loop_script)
     cfg = DecodingConfig(max_new_tokens=6, num_beams=beams)
-    out = generate(adapter, [[1], [1]], cfg, forced_prefix=[[5, 4], []])
-    assert out[0][0].token_ids[:2] == [5, 4] and out[1][0].token_ids[:2] == [2, 3]
     allowed = AllowedTokens([[4, 5], None], vocab_size=6)
     out = generate(adapter, [[1], [1]], cfg, processors=[allowed])
     assert set(out[0][0].token_ids) <= {4, 5} and out[1][0].token_ids[:3] == [2, 3, 1]
@@ -231,8 +258,11 @@ def test_forced_prefix_and_per_input_allowed_sets(beams):
 
 def test_constraints_that_leave_nothing_are_an_error():
     adapter = ScriptedAdapter(3, lambda inp, gen: [0.0, 1.0, 2.0])
-    with pytest.raises(ValueError, match="no token"):
+    # NoTokenLeft (a ValueError): what a caller may retry with fewer constraints (summarize does)
+    with pytest.raises(NoTokenLeft, match="no token"):
         generate(adapter, [[1]], DecodingConfig(max_new_tokens=2, banned_token_ids=(0, 1, 2)))
+    with pytest.raises(NoTokenLeft, match="empty"):
+        AllowedTokens([[]], 3)
 
 
 # ---------------------------------------------------------------------- greedy

@@ -158,3 +158,13 @@ def test_eval_lm_windows_default_to_the_trained_context(tiny_model, tmp_path):
     assert out["max_len"] == 6 and out["bits_per_char"] == pytest.approx(expected.bits_per_char, abs=1e-4)
     whole = json.loads(invoke("lm", "--data", data, "--model", tiny_model, "--format", "json").stdout)
     assert whole["max_len"] == 128 and whole["bits_per_char"] != pytest.approx(out["bits_per_char"], abs=1e-3)
+
+
+def test_eval_title_reports_every_penalty_it_used(tiny_model, tmp_path):
+    data = tmp_path / "dev.jsonl"
+    row = {"text": "今天上午，市图书馆新馆正式向读者开放，馆内藏书超过一百万册。", "title": "新馆开放"}
+    data.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = invoke("title", "-m", tiny_model, "--data", data, "--format", "json")
+    assert result.exit_code == 0, result.output
+    decoding = json.loads(result.stdout)["decoding"]
+    assert decoding["repetition_penalty"] == 1.0 and "length_penalty" in decoding

@@ -17,8 +17,8 @@ from textgen.decoding.healing import (
     back_off,
     heal,
 )
-from textgen.models.adapters import load_adapter
 from textgen.models.backbone import BertBackbone, BertConfig
+from textgen.models.families import load_adapter
 from textgen.tokenizer import SPECIAL_TOKENS, ChineseTokenizer
 
 PROMPT = "广州的白云"

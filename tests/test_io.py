@@ -10,8 +10,6 @@ import pytest
 
 from textgen.io import (
     INVALID_UTF8,
-    format_jsonl,
-    format_text,
     NotOurOutput,
     Scan,
     id_key,
@@ -21,6 +19,12 @@ from textgen.io import (
     scan_output,
     unique_ids,
 )
+from textgen.output import Candidate, Output, format_jsonl, format_text
+
+
+def out(*texts: str, error: str | None = None, id=1) -> Output:
+    """An output with one candidate per text (scores -1, -2, ...)."""
+    return Output(id, "title", "m", [Candidate(t, -float(i)) for i, t in enumerate(texts, 1)], error=error)
 
 
 def test_text_is_one_document_without_its_final_newline():
@@ -119,14 +123,14 @@ def test_directory_ids_are_relative_paths(tmp_path: Path):
 
 
 def test_format_text_single_nbest_and_error():
-    assert format_text({"outputs": [{"text": "标题", "score": -1.0}]}) == "标题\n"
-    nbest = format_text({"outputs": [{"text": "甲", "score": -1.0}, {"text": "乙", "score": -2.0}]})
+    assert format_text(out("标题")) == "标题\n"
+    nbest = format_text(out("甲", "乙"))
     assert nbest == "1. 甲\n2. 乙\n\n"
-    assert format_text({"outputs": [], "error": "empty text"}) == "\n"
+    assert format_text(out(error="empty text")) == "\n"
 
 
 def test_format_jsonl_is_one_readable_line():
-    line = format_jsonl({"id": 1, "outputs": [{"text": "标题", "score": -0.5}], "model": "m"})
+    line = format_jsonl(Output(1, "title", "m", [Candidate("标题", -0.5)]))
     assert line.endswith("\n") and line.count("\n") == 1 and "标题" in line
     assert json.loads(line)["outputs"][0]["text"] == "标题"
 
@@ -152,8 +156,9 @@ def test_unique_ids_are_deterministic_and_say_so():
     assert [r.id for r in recs] == [1, 2, 3, 4]
     again = [make("dup"), make("dup"), make("dup#2"), make(1), make("1"), make(1)]
     renamed = list(unique_ids(again))
-    assert [r.id for r in renamed] == ["dup", "dup#2", "dup#2#2", 1, "1", "1#2"]
-    assert renamed[1].warnings == ["id 'dup' repeats an earlier record's id; this record's id is 'dup#2'"]
+    # A rename never takes an id the input holds (the user's own "dup#2" keeps its name).
+    assert [r.id for r in renamed] == ["dup", "dup#3", "dup#2", 1, "1", "1#2"]
+    assert renamed[1].warnings == ["id 'dup' repeats an earlier record's id; this record's id is 'dup#3'"]
     assert renamed[0].warnings == [] and renamed[4].warnings == []  # "1" is not 1
 
 
@@ -223,7 +228,7 @@ def test_directory_listing_skips_excluded_and_reports_unreadable(tmp_path: Path,
 
 
 def test_format_text_label_names_each_line():
-    assert format_text({"outputs": [{"text": "标题", "score": -1.0}]}, "a.txt") == "a.txt\t标题\n"
-    assert format_text({"outputs": [], "error": "x"}, "b.txt") == "b.txt\t\n"
-    nbest = format_text({"outputs": [{"text": "甲", "score": -1.0}, {"text": "乙", "score": -2.0}]}, "c.txt")
+    assert format_text(out("标题"), "a.txt") == "a.txt\t标题\n"
+    assert format_text(out(error="x"), "b.txt") == "b.txt\t\n"
+    nbest = format_text(out("甲", "乙"), "c.txt")
     assert nbest == "c.txt\t1. 甲\nc.txt\t2. 乙\n\n"

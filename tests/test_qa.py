@@ -14,11 +14,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import SENTENCES, save_tiny_model
+from conftest import SENTENCES, load_task, save_tiny_model, task_config
 
-from textgen.io import Record, format_text
-from textgen.models.adapters import load_adapter
+from textgen.io import Record
 from textgen.models.backbone import BertBackbone
+from textgen.models.families import load_adapter
+from textgen.output import Output, format_text
 from textgen.qa.check import answer_log_prob
 from textgen.qa.pairs import QAPair, as_question, is_duplicate
 from textgen.qa.prefill import TargetPrefix
@@ -26,7 +27,7 @@ from textgen.qa.rule import rule_question
 from textgen.qa.script import simplify
 from textgen.qa.spans import Spelling
 from textgen.qa.windows import answer_window, tiles
-from textgen.tasks import TASKS, build_config, load_task
+from textgen.tasks import TASKS
 from textgen.tokenizer import ChineseTokenizer, build_vocab
 
 PASSAGE = "".join(SENTENCES)  # under 200 characters: one window
@@ -51,7 +52,7 @@ def qa_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(**overrides):
-    return build_config(TASKS["qa"].defaults, {"seed": 0, "min_new_tokens": 2, **overrides})
+    return task_config("qa", {"seed": 0, "min_new_tokens": 2, **overrides})
 
 
 # ---------------------------------------------------------------------- windows, spans, pairs
@@ -133,6 +134,20 @@ def test_traditional_passages_keep_their_offsets():
     assert not simplify(PASSAGE).traditional
 
 
+def test_one_rare_character_leaves_a_simplified_passage_in_its_script():
+    """The script is decided on the whole passage: 於 (a surname, which t2s turns into 于) in a
+    simplified passage changes nothing; a passage in traditional characters is still converted."""
+    passage = "记者於晓明报道：" + PASSAGE
+    script = simplify(passage)
+    assert not script.traditional and script.text == passage
+    assert script.question("这是什么问题？") == "这是什么问题？"
+    traditional = simplify("臺北市立圖書館的新館今天開放，館內藏書超過一百萬冊，很多讀者一早就來了。")
+    assert traditional.traditional and traditional.text.startswith("台北市立图书馆的新馆今天开放")
+    assert len(traditional.text) == len(traditional.original)
+    assert simplify("圖書館").traditional  # a short text (an answer) whose characters are mostly traditional
+    assert not simplify("他在大學教中文和日文。").traditional  # one character of ten: too few to tell
+
+
 # ---------------------------------------------------------------------- decoding pieces
 def test_target_prefix_continues_exactly_as_a_full_forward_pass(qa_model):
     adapter = load_adapter(qa_model, "seq2seq")
@@ -172,16 +187,16 @@ def test_free_generation_gives_span_answers_distinct_pairs_and_question_marks(qa
     task = load_task("qa", qa_model, model="tiny-qa")
     short, long = task.run([Record("s", PASSAGE), Record("l", LONG)], config(num_return_sequences=4))
     for rec, out in ((PASSAGE, short), (LONG, long)):
-        pairs = [QAPair(**p) for p in out["pairs"]]
-        assert 1 <= len(pairs) <= 4
-        assert len(pairs) == 4 or f"{len(pairs)} of 4 pairs" in " ".join(out["warnings"])
+        pairs = out.pairs
+        assert all(isinstance(p, QAPair) for p in pairs) and 1 <= len(pairs) <= 4
+        assert len(pairs) == 4 or f"{len(pairs)} of 4 pairs" in " ".join(out.warnings)
         for k, p in enumerate(pairs):
             assert rec[p.start : p.start + len(p.answer)] == p.answer  # a span, at its offset
             assert p.question.endswith("？") and len(p.question) > 1
             assert not is_duplicate(p, pairs[:k])
         assert [p.score for p in pairs] == sorted((p.score for p in pairs), reverse=True)
     assert len(tiles(LONG)) > 1
-    assert max(p["start"] for p in long["pairs"]) - min(p["start"] for p in long["pairs"]) > 200  # from several parts
+    assert max(p.start for p in long.pairs) - min(p.start for p in long.pairs) > 200  # from several parts
 
 
 def test_answer_aware_records_and_bad_ones_in_one_batch(qa_model):
@@ -198,26 +213,36 @@ def test_answer_aware_records_and_bad_ones_in_one_batch(qa_model):
         Record(8, PASSAGE, fields={"answer": []}),
     ]
     out = task.run(records, config())
-    assert out[0]["pairs"][0]["answer"] == "市图书馆" and out[0]["pairs"][0]["start"] == PASSAGE.index("市图书馆")
-    assert out[1]["pairs"][0]["start"] == len(SENTENCES[0] + SENTENCES[5]) + 5 and "warnings" not in out[1]
-    assert [p["answer"] for p in out[2]["pairs"]] == ["地铁线路", "化学实验"]
-    assert all(p["question"].endswith("？") for o in out[:3] for p in o["pairs"])
-    assert "is not in the passage" in out[3]["error"] and "empty" in out[4]["error"]
-    assert "too short" in out[5]["error"] and "string or a list of strings" in out[6]["error"]
-    assert "empty list" in out[7]["error"]
-    assert all(o["pairs"] == [] and "outputs" not in o for o in out[3:])
+    assert out[0].pairs[0].answer == "市图书馆" and out[0].pairs[0].start == PASSAGE.index("市图书馆")
+    assert out[1].pairs[0].start == len(SENTENCES[0] + SENTENCES[5]) + 5 and out[1].warnings == []
+    assert "warnings" not in out[1].to_dict()
+    assert [p.answer for p in out[2].pairs] == ["地铁线路", "化学实验"]
+    assert all(p.question.endswith("？") for o in out[:3] for p in o.pairs)
+    assert "is not in the passage" in out[3].error and "empty" in out[4].error
+    assert "too short" in out[5].error and "string or a list of strings" in out[6].error
+    assert "empty list" in out[7].error
+    assert all(o.pairs == [] and o.to_dict()["pairs"] == [] and "outputs" not in o.to_dict() for o in out[3:])
     # --answer asks every record about the same answer; a repeated answer is asked at its first place, said so
-    task.configure(answer="市图书馆")
+    task = task.with_options(answer="市图书馆")
     (only,) = task.run([Record(9, twice)], config())
-    assert only["pairs"][0]["start"] == 5 and "occurs 2 times" in only["warnings"][0]
+    assert only.pairs[0].start == 5 and "occurs 2 times" in only.warnings[0]
 
 
 def test_traditional_passage_gets_answers_from_its_own_characters(qa_model):
     task = load_task("qa", qa_model, model="tiny-qa", answer="圖書館")
     passage = "今天上午，市圖書館新館正式向讀者開放。" + PASSAGE
     (out,) = task.run([Record(1, passage)], config())
-    pair = out["pairs"][0]
-    assert pair["answer"] == "圖書館" and passage[pair["start"] : pair["start"] + 3] == "圖書館"
+    pair = out.pairs[0]
+    assert pair.answer == "圖書館" and passage[pair.start : pair.start + 3] == "圖書館"
+
+
+def test_questions_about_a_simplified_passage_with_one_rare_character_stay_simplified(qa_model):
+    import opencc
+
+    t2s = opencc.OpenCC("t2s").convert
+    task = load_task("qa", qa_model, model="tiny-qa")
+    (out,) = task.run([Record(1, "记者於晓明报道：" + PASSAGE)], config(num_return_sequences=4))
+    assert out.pairs and all(p.question == t2s(p.question) for p in out.pairs), [p.question for p in out.pairs]
 
 
 def test_source_prefixes_come_from_the_models_textgen_json(qa_model, tmp_path):
@@ -229,9 +254,9 @@ def test_source_prefixes_come_from_the_models_textgen_json(qa_model, tmp_path):
     meta["source_prefix"] = {"qa": "问答：", "qa_check": "阅读：", "title": 3}
     (model / "textgen.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     task = load_task("qa", model, model="m")
-    assert task.source_prefix == {"qa": "问答：", "qa_check": "阅读："}
-    assert (task.driver.qa_prefix, task.driver.check_prefix) == ("问答：", "阅读：")  # what the generator reads
-    assert load_task("qa", qa_model, model="m").driver.qa_prefix == ""
+    assert task.model_dir.source_prefix == {"qa": "问答：", "qa_check": "阅读："}
+    assert (task.driver().qa_prefix, task.driver().check_prefix) == ("问答：", "阅读：")  # what the generator reads
+    assert load_task("qa", qa_model, model="m").driver().qa_prefix == ""
 
 
 NUMBERS = ["工厂去年生产了2023吨钢，比前年多了18.5吨。", "新馆藏书120万册，每天接待3000名读者。", "地铁线路长45公里，设有12个车站。"]
@@ -271,17 +296,16 @@ def test_questions_never_hold_a_number_the_passage_lacks(number_model, copy):
     records = [Record(i, passage, fields={"answer": a}) for i, a in enumerate(answers)]
     faithful = load_task("qa", number_model, model="m", copy=copy).run(records, config(max_new_tokens=8))
     free = load_task("qa", number_model, model="m", copy="off").run(records, config(max_new_tokens=8))
-    questions = lambda outs: [p["question"] for o in outs for p in o["pairs"]]  # noqa: E731
+    questions = lambda outs: [p.question for o in outs for p in o.pairs]  # noqa: E731
     assert len(questions(faithful)) == len(answers)
     assert not any(unfaithful_numbers(q, passage) for q in questions(faithful))
     assert any(unfaithful_numbers(q, passage) for q in questions(free))  # the rule is what keeps them out
 
 
 def test_text_output_is_one_question_answer_block_per_pair():
-    out = {"id": 1, "pairs": [{"question": "甲？", "answer": "乙", "start": 0, "score": -1.0},
-                              {"question": "丙？", "answer": "丁", "start": 3, "score": -2.0}]}
+    out = Output(1, "qa", "m", pairs=[QAPair("甲？", "乙", 0, -1.0), QAPair("丙？", "丁", 3, -2.0)])
     assert format_text(out) == "问：甲？\n答：乙\n问：丙？\n答：丁\n\n"
-    assert format_text({"id": 2, "pairs": [], "error": "x"}) == "\n"
+    assert format_text(Output(2, "qa", "m", pairs=[], error="x")) == "\n"
 
 
 def test_question_beams_must_be_positive():
@@ -290,7 +314,10 @@ def test_question_beams_must_be_positive():
 
 
 def test_a_model_that_cannot_write_answer_sep_question_is_refused_at_load():
+    from textgen.models.loaded import Model
+    from textgen.models.model_dir import ModelDir
     from textgen.tasks.qa import QATask
 
+    model = Model("gpt", ModelDir(Path("gpt"), "gpt"), SimpleNamespace(name="gpt"))  # e.g. a Hugging Face model's adapter
     with pytest.raises(ValueError, match="qa needs a UniLM model in textgen's BERT format.*gpt is a SimpleNamespace"):
-        QATask(SimpleNamespace(name="gpt"), model="gpt")  # e.g. a Hugging Face model's adapter
+        QATask(model)

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import save_tiny_model
 
 from textgen.models import registry
 from textgen.models.registry import ModelNotFound, list_models, resolve
+from textgen.tasks import DEFAULT_MODELS
 
 
 def fake_hf_repo(cache: Path, repo_id: str, files: dict[str, str]) -> Path:
@@ -49,7 +51,7 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_local_directory(tiny_model: Path):
     info = resolve(str(tiny_model))
-    assert (info.source, info.path, info.tasks) == ("local", tiny_model.resolve(), ["title", "continue"])
+    assert (info.source, info.path, info.tasks) == ("local", tiny_model.resolve(), ("title", "continue"))
     assert info.size_bytes > 0
     assert info.decoding["title"]["max_new_tokens"] == 8
 
@@ -57,7 +59,7 @@ def test_local_directory(tiny_model: Path):
 def test_directory_without_config_is_refused(tmp_path: Path):
     with pytest.raises(ModelNotFound, match="not a model directory"):
         resolve(str(tmp_path))
-    with pytest.raises(ModelNotFound, match="no such directory"):
+    with pytest.raises(ModelNotFound, match="no such file or directory"):
         resolve(str(tmp_path / "nothing"))
 
 
@@ -71,7 +73,7 @@ def test_hf_cache_hit_and_tasks_inferred_from_config(user_env: dict[str, str]):
     cache = Path(user_env["HF_HUB_CACHE"])
     snapshot = fake_hf_repo(cache, "someone/t5-zh", {"config.json": json.dumps({"is_encoder_decoder": True})})
     info = resolve("someone/t5-zh")
-    assert (info.source, info.path, info.tasks) == ("hf-cache", snapshot, ["title"])
+    assert (info.source, info.path, info.tasks) == ("hf-cache", snapshot, ("title",))
     assert info.size_bytes == len(json.dumps({"is_encoder_decoder": True}))
 
 
@@ -110,6 +112,20 @@ def test_list_models_as_json(embedded: Path, user_env: dict[str, str]):
         ("mini-zh", "embedded", ["title", "continue"]),
         ("someone/gpt-zh", "hf-cache", ["continue", "search"]),  # a causal LM also scores search
     ]
-    assert set(rows[0]) == {"name", "source", "path", "size_bytes", "tasks"}
+    assert set(rows[0]) == {"name", "source", "path", "size_bytes", "tasks", "family"}
     assert rows[1]["size_bytes"] > 10
     json.dumps(rows)  # serialisable
+
+
+def test_a_model_that_is_a_file_and_an_embedded_name_shadowed_by_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("不是模型", encoding="utf-8")
+    with pytest.raises(ModelNotFound, match="is a file but not a GGUF model; a model is a .gguf file or a directory"):
+        resolve("notes.txt")
+    name = DEFAULT_MODELS["title"]
+    save_tiny_model(tmp_path / name)
+    info = resolve(name)
+    assert info.source == "embedded" and "./" + name in info.note
+    assert resolve("./" + name).source == "local"

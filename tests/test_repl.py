@@ -52,9 +52,60 @@ def test_task_switch_paste_and_task_options(tiny_model: Path):
 
 def test_unknown_start_model_is_a_usage_error(tmp_path: Path):
     result = CliRunner().invoke(app, ["repl", "--model", str(tmp_path / "none")])
-    assert result.exit_code == 2 and "no such directory" in result.stderr
+    assert result.exit_code == 2 and "no such file or directory" in result.stderr
 
 
+# ---------------------------------------------------------------------- settings, paste and messages (issue 10)
+def test_repl_keeps_set_values_with_their_task(tiny_model: Path):
+    result = repl(tiny_model, ":set beam=5\n:task continue\n:set\n:task title\n:set\n")
+    assert result.exit_code == 0, result.output
+    continued, title = result.stderr.split("task continue, model")[2], result.stderr.split("task title, model")[-1]
+    assert "num_beams=1 do_sample=True" in continued  # continuation keeps sampling
+    assert "num_beams=5" in title and "its own :set values are back" in result.stderr
+
+
+def test_repl_takes_decoding_flags_and_rejects_bad_values(tiny_model: Path):
+    result = repl(tiny_model, ":set\n:set copy=maybe\n:set temperature=nan\n:set top_p=0.5\n", "--beam", "2")
+    assert result.exit_code == 0, result.output
+    assert "num_beams=2" in result.stderr
+    assert "copy must be one of" in result.stderr and "temperature must be a finite number" in result.stderr
+    assert "top_p is ignored: it acts in sampling" in result.stderr
+
+
+def test_repl_paste_ended_by_ctrl_d_is_answered(tiny_model: Path):
+    result = repl(tiny_model, ":paste\n第一行\n第二行")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_repl_paste_cancelled_by_ctrl_c_stays_in_the_repl(
+    tiny_model: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    """Ctrl-C arrives as KeyboardInterrupt from the line reader (prompt_toolkit's behaviour)."""
+    import textgen.cli.repl as repl_module
+
+    script = iter([":paste", "第一行", KeyboardInterrupt, "春天到了。", EOFError])
+
+    def read(prompt: str) -> str:
+        item = next(script)
+        if isinstance(item, type):
+            raise item
+        return item
+
+    monkeypatch.setattr(repl_module, "line_reader", lambda: read)
+    assert repl_module.run_repl("title", model=str(tiny_model)) == 0
+    out, err = capsys.readouterr()
+    assert "paste cancelled (1 lines dropped)" in err
+    assert len(out.splitlines()) == 1  # the REPL went on and answered the next line
+
+
+def test_repl_messages_name_its_own_commands(tiny_model: Path, tmp_path: Path):
+    lm = save_tiny_model(tmp_path / "lm", tasks=["continue"])
+    result = repl(tiny_model, f":model {lm}\n")
+    assert ":model" in result.stderr and "--model" not in result.stderr
+
+
+# ---------------------------------------------------------------------- on a terminal (pexpect)
 @pytest.fixture(scope="module")
 def long_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Room for thousands of positions, so a generation runs long enough to be interrupted."""
@@ -113,3 +164,20 @@ def test_task_command_on_a_terminal_without_input_starts_the_repl(tiny_model: Pa
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_bad_set_values_are_one_plain_line_at_set_and_keep_the_settings(tiny_model: Path):
+    """Wrong types, a length the model has no room for and an option the model cannot serve are
+    refused at :set, in plain words; the settings in force stay, so the next text still runs."""
+    commands = [":set beam=x", ":set banned_token_ids=x", ":set max_new_tokens=1000", ":set method=clause",
+                ":set beam=2", "春天到了。", ":set"]
+    result = repl(tiny_model, "\n".join(commands) + "\n")
+    assert result.exit_code == 0, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("textgen: error:")]
+    assert len(errors) == 4, result.stderr
+    for line in errors:
+        assert "not supported between" not in line and "Error:" not in line and "invalid literal" not in line
+    assert "num_beams must be an integer" in errors[0] and "banned_token_ids" in errors[1]
+    assert "max_new_tokens=1000" in errors[2] and "clause" in errors[3]
+    assert len(result.stdout.splitlines()) == 1  # the text was answered with the settings kept
+    assert "num_beams=2" in result.stderr and "max_new_tokens=1000" not in result.stderr.split("task title, model")[-1]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import save_tiny_model
+from conftest import jsonl, run, save_tiny_model
 from textgen.cli.app import app
 from typer.testing import CliRunner
 
@@ -19,16 +19,13 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-search", tasks=["search", "continue"])
 
 
-def run(model: Path, *args: object, input: str | None = None):
-    return CliRunner().invoke(app, ["search", "-m", str(model), *FAST, *map(str, args)], input=input)
-
-
-def jsonl(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
+def search(model: Path, *args: object, input: str | None = None):
+    """``textgen search -m MODEL`` with the fast settings."""
+    return run("search", "-m", model, *FAST, *args, input=input)
 
 
 def test_keywords_from_text_with_every_separator(model: Path):
-    r = run(model, "图书馆 开放，市民、春天")
+    r = search(model, "图书馆 开放，市民、春天")
     assert r.exit_code == 0, r.output
     line = r.stdout.strip()
     assert all(k in line for k in ("图书馆", "开放", "市民", "春天")) and line.endswith("。")
@@ -41,7 +38,7 @@ def test_jsonl_keyword_lists_bad_records_resume_and_trace(model: Path, tmp_path:
             {"id": "d", "text": "春天 公园"}, {"id": "e", "keywords": "工厂 产量"}]
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "not json\n", encoding="utf-8")
     out, trace = tmp_path / "out.jsonl", tmp_path / "trace.jsonl"
-    r = run(model, "-i", data, "-f", "jsonl", "-o", out, "--trace", trace, "-n", "2")
+    r = search(model, "-i", data, "-f", "jsonl", "-o", out, "--trace", trace, "-n", "2")
     assert r.exit_code == 1  # some records failed, the batch went on
     got = {rec["id"]: rec for rec in jsonl(out.read_text(encoding="utf-8"))}
     assert set(got) == {"a", "b", "c", "d", "e", 6}
@@ -57,7 +54,7 @@ def test_jsonl_keyword_lists_bad_records_resume_and_trace(model: Path, tmp_path:
     assert set(steps[0]) == {"id", "chain", "step", "move", "accepted", "changed", "text", "log_score", "temperature"}
     assert all("图书馆" in s["text"] for s in steps if s["id"] == "a")
     # Resume keeps what succeeded and retries only the failed records (which fail again).
-    again = run(model, "-i", data, "-f", "jsonl", "-o", out, "--resume")
+    again = search(model, "-i", data, "-f", "jsonl", "-o", out, "--resume")
     assert again.exit_code == 1 and "3 records already written" in again.stderr
     kept = {rec["id"]: rec for rec in jsonl(out.read_text(encoding="utf-8")) if "error" not in rec}
     assert {k: v["outputs"] for k, v in kept.items()} == {k: got[k]["outputs"] for k in "ade"}
@@ -66,8 +63,8 @@ def test_jsonl_keyword_lists_bad_records_resume_and_trace(model: Path, tmp_path:
 def test_same_seed_same_output_whatever_the_batch(model: Path, tmp_path: Path):
     data = tmp_path / "kw.txt"
     data.write_text("图书馆 市民\n春天 公园\n工厂 产量\n", encoding="utf-8")
-    one = run(model, "-i", data, "--lines", "--batch-size", "1")
-    three = run(model, "-i", data, "--lines", "--batch-size", "3")
+    one = search(model, "-i", data, "--lines", "--batch-size", "1")
+    three = search(model, "-i", data, "--lines", "--batch-size", "3")
     assert one.exit_code == three.exit_code == 0
     assert one.stdout == three.stdout and len(one.stdout.splitlines()) == 3
 
@@ -84,7 +81,7 @@ def test_same_seed_same_output_whatever_the_batch(model: Path, tmp_path: Path):
     ],
 )
 def test_bad_input_is_an_error_record(model: Path, args: list[str], message: str):
-    r = run(model, "-f", "jsonl", *args)
+    r = search(model, "-f", "jsonl", *args)
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert message in jsonl(r.stdout)[0]["error"] and message in r.stderr
 
@@ -95,37 +92,37 @@ def test_bad_input_is_an_error_record(model: Path, args: list[str], message: str
      (["--gamma", "0"], "gamma must be > 0"), (["--anneal", "-1"], "anneal must be >= 0")],
 )
 def test_bad_settings_are_usage_errors(model: Path, args: list[str], message: str):
-    r = run(model, *args, "图书馆")
+    r = search(model, *args, "图书馆")
     assert r.exit_code == 2 and message in r.stderr
 
 
 def test_one_twenty_and_unknown_keywords(model: Path):
-    one = run(model, "图书馆")
+    one = search(model, "图书馆")
     assert one.exit_code == 0 and "图书馆" in one.stdout
     twenty = ["图书馆", "市民", "春天", "公园", "工厂", "产量", "法院", "被告", "山顶", "日出",
               "地铁", "线路", "学生", "实验", "研究", "方法", "孩子", "散步", "城市", "居民"]
-    many = run(model, " ".join(twenty))
+    many = search(model, " ".join(twenty))
     assert many.exit_code == 0 and all(k in many.stdout for k in twenty)
-    unknown = run(model, "-f", "jsonl", "𠀀𠀁 图书馆")
+    unknown = search(model, "-f", "jsonl", "𠀀𠀁 图书馆")
     assert unknown.exit_code == 0
     rec = jsonl(unknown.stdout)[0]
     assert "𠀀𠀁" in rec["outputs"][0]["text"] and "does not know" in rec["warnings"][0]
 
 
 def test_infill_fixed_variable_and_only_blanks(model: Path):
-    r = run(model, "--mode", "infill", "-f", "jsonl", "-n", "2", "今天[MASK]＿很好，我们__。")
+    r = search(model, "--mode", "infill", "-f", "jsonl", "-n", "2", "今天[MASK]＿很好，我们__。")
     assert r.exit_code == 0, r.output
     for out in jsonl(r.stdout)[0]["outputs"]:
         text = out["text"]
         assert text.startswith("今天") and text[4:].startswith("很好，我们") and text.endswith("。") and len(text) > 10
-    only = run(model, "--mode", "infill", "[MASK][MASK]")
+    only = search(model, "--mode", "infill", "[MASK][MASK]")
     assert only.exit_code == 0 and len(only.stdout.strip()) == 2
-    free = run(model, "--mode", "infill", "__")
+    free = search(model, "--mode", "infill", "__")
     assert free.exit_code == 0 and free.stdout.strip()
 
 
 def test_rewrite_keeps_pinned_words(model: Path):
-    r = run(model, "--mode", "rewrite", "--keep", "图书馆、读者", "-f", "jsonl", "今天上午，市图书馆新馆正式向读者开放。")
+    r = search(model, "--mode", "rewrite", "--keep", "图书馆、读者", "-f", "jsonl", "今天上午，市图书馆新馆正式向读者开放。")
     assert r.exit_code == 0, r.output
     text = jsonl(r.stdout)[0]["outputs"][0]["text"]
     assert "图书馆" in text and "读者" in text and text != "今天上午，市图书馆新馆正式向读者开放。"
@@ -133,7 +130,7 @@ def test_rewrite_keeps_pinned_words(model: Path):
 
 def test_repl_switches_to_search_and_sets_its_options(model: Path):
     script = ":task search\n:set mode=infill steps=4 chains=1 top_k=3\n今天很＿。\n:set mode=keywords\n图书馆 市民\n"
-    r = CliRunner().invoke(app, ["repl", "--model", str(model), "--task", "continue"], input=script)
+    r = run("repl", "--model", model, "--task", "continue", input=script)
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("今天很") and "图书馆" in lines[1]
@@ -146,17 +143,26 @@ def test_help_teaches_every_mode():
         assert example in r.stdout
 
 
+@pytest.mark.parametrize("flag", ["--beam", "--top-p", "--repetition-penalty", "--no-repeat-ngram", "--length-penalty",
+                                  "--min-new-tokens", "--sample"])
+def test_decoding_flags_that_search_does_not_read_are_not_offered(model: Path, flag: str):
+    value = [] if flag == "--sample" else ["2"]
+    r = search(model, flag, *value, "图书馆")
+    assert r.exit_code == 2 and "No such option" in r.stderr and flag in r.stderr
+    assert flag not in CliRunner().invoke(app, ["search", "--help"], env={"COLUMNS": "200"}).stdout
+
+
 def test_a_hugging_face_causal_lm_scores_and_our_model_proposes(model: Path, tmp_path: Path):
     from tiny_models import save_gpt2
 
     gpt2 = tmp_path / "gpt2"
     save_gpt2(gpt2)
-    r = CliRunner().invoke(app, ["search", "-m", str(gpt2), "--proposer", str(model), *FAST, "-f", "jsonl", "图书馆 市民"])
+    r = search(gpt2, "--proposer", model, "-f", "jsonl", "图书馆 市民")
     assert r.exit_code == 0, r.output
     rec = jsonl(r.stdout)[0]
     assert "图书馆" in rec["outputs"][0]["text"] and "市民" in rec["outputs"][0]["text"]
     assert rec["search"]["proposals"] == 12
-    bad = CliRunner().invoke(app, ["search", "-m", str(gpt2), "--proposer", str(gpt2), *FAST, "图书馆"])
+    bad = search(gpt2, "--proposer", gpt2, "图书馆")
     assert bad.exit_code == 1 and "not a BERT-family model" in bad.stderr
 
 

@@ -207,7 +207,7 @@ def test_budget_keeps_the_likeliest_clauses_in_document_order():
 
 
 def test_extractor_of_a_model_directory_and_its_fallbacks(summarize_model: Path, tiny_model: Path, tmp_path: Path):
-    from textgen.models.adapters import load_adapter
+    from textgen.models.families import load_adapter
 
     adapter = load_adapter(summarize_model, "seq2seq")
     extractor = extractor_for(summarize_model, adapter)
@@ -256,7 +256,7 @@ def test_scores_are_char_rouge_and_the_word_level_cail_score():
 
 
 def test_a_summary_may_stop_at_half_its_source_and_the_minimum_follows_its_beam():
-    from textgen.summarize.length import MinNewTokensPerRow, source_bound_minimums
+    from textgen.decoding.length import MinNewTokensPerRow, source_bound_minimums
 
     assert source_bound_minimums(60, [10, 200]) == [5, 60]
     rule = MinNewTokensPerRow([2, 5], eos_token_ids=[3])

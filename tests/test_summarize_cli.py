@@ -6,16 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import SENTENCES
+from conftest import SENTENCES, run
 from test_summarize import JUDGEMENT, summarize_model  # noqa: F401 -- the fixture
-from typer.testing import CliRunner
 
-from textgen.cli.app import app
 from textgen.summarize.clauses import split_clauses
-
-
-def run(*args: str, input: str | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
 def test_extract_only_prints_key_clauses_in_document_order(summarize_model: Path):
@@ -117,11 +111,46 @@ def test_eval_reports_the_model_its_extractor_and_the_baselines(summarize_model:
 
 
 def test_a_document_longer_than_other_tasks_read_is_scored_whole(summarize_model: Path):
+    from conftest import load_task, task_config
+
     from textgen.io import Record
-    from textgen.tasks import TASKS, build_config, load_task
+    from textgen.tasks import TASKS
 
     task = load_task("summarize", summarize_model, model="tiny", extract_only=True)
     document = (JUDGEMENT.replace("\n", "") + "\n") * 600  # 120,000 characters
     assert len(document) > TASKS["title"].max_chars
-    out = task.run([Record(1, document)], build_config(TASKS["summarize"].defaults, {}))[0]
-    assert out["extraction"]["of"] == len(split_clauses(document)) and "warnings" not in out
+    out = task.run([Record(1, document)], task_config("summarize"))[0]
+    assert out.extras["extraction"]["of"] == len(split_clauses(document)) and out.warnings == []
+
+
+def test_only_an_extraction_the_copy_rule_leaves_nothing_for_is_generated_without_copying(
+    summarize_model: Path, monkeypatch
+):
+    """The copy mechanism leaving no token (NoTokenLeft) is retried without it, one record at a
+    time; any other error of the decoder is the record's error, not a reason to drop the copy."""
+    from conftest import load_task, task_config
+
+    import textgen.decoding
+    from textgen.decoding import NoTokenLeft
+    from textgen.decoding.copy import TextCopy
+    from textgen.io import Record
+
+    real = textgen.decoding.generate
+    failure = [NoTokenLeft("the decoding constraints leave no token to generate for some input")]
+
+    def generate(adapter, inputs, config, *, processors=(), **kw):
+        if any(isinstance(p, TextCopy) for p in processors):
+            raise failure[0]
+        return real(adapter, inputs, config, processors=processors, **kw)
+
+    monkeypatch.setattr(textgen.decoding, "generate", generate)
+    task = load_task("summarize", summarize_model, model="tiny")
+    assert task.copy_mode() == "text"  # auto, on a model without a copy head
+    config = task_config("summarize", {"max_new_tokens": 8})
+    retried = task.run([Record(1, JUDGEMENT), Record(2, JUDGEMENT)], config)  # the batch fails, then each record
+    for out in retried:
+        assert out.error is None and out.candidates and "extraction" in out.extras
+        assert "the summary was generated without it" in out.warnings[-1]
+    failure[0] = ValueError("some other failure")
+    (failed,) = task.run([Record(3, JUDGEMENT)], config)
+    assert failed.error == "ValueError: some other failure" and failed.candidates == []

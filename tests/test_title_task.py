@@ -4,25 +4,24 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SENTENCES
+from conftest import SENTENCES, load_task, task_config
 from typer.testing import CliRunner
 
 from textgen.cli.app import app
 from textgen.io import Record
-from textgen.tasks import TASKS, build_config, load_task
 
 
 @pytest.mark.parametrize("beams", [1, 3])
 def test_copy_keeps_every_title_token_inside_its_article(tiny_model, beams):
     task = load_task("title", tiny_model, model="tiny", copy=True)
     free = load_task("title", tiny_model, model="tiny")
-    config = build_config(TASKS["title"].defaults, {"num_beams": beams, "max_new_tokens": 8, "min_new_tokens": 3})
+    config = task_config("title", {"num_beams": beams, "max_new_tokens": 8, "min_new_tokens": 3})
     records = [Record(id=str(i), text=s) for i, s in enumerate(SENTENCES[:3])]
     strays = 0
     for rec, out, other in zip(records, task.run(records, config), free.run(records, config)):
-        got = out["outputs"][0]["text"].replace(" ", "")
+        got = out.candidates[0].text.replace(" ", "")
         assert got and set(got) <= set(rec.text)
-        strays += len(set(other["outputs"][0]["text"]) - set(rec.text))
+        strays += len(set(other.candidates[0].text) - set(rec.text))
     assert strays > 0  # the random model does stray from the article without the constraint
 
 
@@ -35,18 +34,18 @@ def test_copy_is_a_flag_of_the_title_command(tiny_model):
 @pytest.mark.parametrize("task_name,part", [("title", "first"), ("continue", "last")])
 def test_a_long_input_is_reported_not_silently_cut(tiny_model, task_name, part):
     task = load_task(task_name, tiny_model, model="tiny", **({"heal": False} if task_name == "continue" else {}))
-    config = build_config(TASKS[task_name].defaults, {"max_new_tokens": 8, "do_sample": False, "num_beams": 1})
+    config = task_config(task_name, {"max_new_tokens": 8, "do_sample": False, "num_beams": 1})
     limit = task.adapter.input_limit(8)
     long_text = "".join(SENTENCES) * 4
     assert len(task.adapter.encode(long_text)) > limit
     short, long = task.run([Record(id="s", text=SENTENCES[0]), Record(id="l", text=long_text)], config)
-    assert not any("reads" in w for w in short.get("warnings", []))
-    said = " ".join(long["warnings"])
+    assert not any("reads" in w for w in short.warnings)
+    said = " ".join(long.warnings)
     if task_name == "title":  # a long article is shortened to clauses first, and the record says so
         assert f"the model reads {limit}" in said and "clauses" in said
     else:
         assert f"the model reads only its {part} {limit}" in said
-    assert long["outputs"] and long["outputs"][0]["text"]  # still answered
+    assert long.candidates and long.candidates[0].text  # still answered
 
 
 def test_a_model_can_preset_copy_and_the_user_can_still_turn_it_off(tiny_model, tmp_path):

@@ -14,24 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES, save_tiny_model
-from typer.testing import CliRunner
+from conftest import SENTENCES, load_task, run, save_tiny_model
 
-from textgen.cli.app import app
+from textgen.decoding.config import build_config
 from textgen.io import Record
 from textgen.models.backbone import BertBackbone
 from textgen.summarize.extractor import backbone_fingerprint
 from textgen.summarize.training import TrainConfig, predict, train_tagger
 from textgen.summarize.vectors import ClauseEncoder
-from textgen.tasks import load_task
-from textgen.tasks.base import build_config
 from textgen.titles.selector import MAX_CLAUSES, NAME, candidates, headline, position_features, selector_for
 from textgen.titles.training import build_documents, chosen_headlines, headline_score, labels
 from textgen.tokenizer import ChineseTokenizer
-
-
-def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def articles(n: int, seed: int) -> list[tuple[str, str]]:
@@ -50,8 +43,19 @@ def test_candidates_skip_clauses_without_letters_and_stop_at_the_head():
     assert len(clauses) == MAX_CLAUSES and clauses[0] == "第0句话。"
     assert candidates("……！？。") == [] and candidates("") == []
     # an ASCII full stop before a Chinese character ends a sentence; not inside 0.7 or before Latin letters
+    # (the last clause of a line keeps its line break)
     assert candidates("我们设计了模型XY-Net.该模型使精度提高0.7%.见e.g. 附录") == [
-        "我们设计了模型XY-Net.", "该模型使精度提高0.7%.", "见e.g. 附录"]
+        "我们设计了模型XY-Net.", "该模型使精度提高0.7%.", "见e.g. 附录\n"]
+
+
+def test_a_line_break_ends_a_headline():
+    """A heading line without final punctuation is not glued to the next line (…会议要求…)."""
+    text = "市政府召开防汛工作会议\n要求各部门加强值班值守，确保安全度汛。\n"
+    clauses = candidates(text)
+    assert clauses[0] == "市政府召开防汛工作会议\n"
+    assert headline(clauses, 0, min_chars=16) == "市政府召开防汛工作会议"
+    # within a line a short clause still takes the next one with it
+    assert headline(["央视网消息，", "国家卫生健康委今天通报。\n"], 0, min_chars=8) == "央视网消息，国家卫生健康委今天通报"
 
 
 def test_headline_strips_punctuation_and_takes_the_next_clause_when_too_short():
@@ -105,15 +109,16 @@ def test_title_method_clause_gives_the_likeliest_clauses_of_the_article(selector
     task = load_task("title", str(model), model="tiny", method="clause")
     task.check_ready()
     out = task.run([Record("a", article), Record("b", "……"), Record("c", "只有一句话。")], build_config({"num_return_sequences": 3}))
-    first = out[0]["outputs"]
-    assert first[0]["text"] == title and first[0]["clause"] == 1 and out[0]["method"] == "clause"
-    assert len(first) == 3 and len({o["text"] for o in first}) == 3
-    assert [o["score"] for o in first] == sorted((o["score"] for o in first), reverse=True)
-    assert all(o["text"] in article for o in first)
-    assert out[1]["outputs"] == [] and "no clause with letters or digits" in out[1]["error"]
-    assert [o["text"] for o in out[2]["outputs"]] == ["只有一句话"] and "1 of 3 headlines" in out[2]["warnings"][0]
+    first = out[0].candidates
+    assert first[0].text == title and first[0].clause == 1 and out[0].extras["method"] == "clause"
+    assert out[0].to_dict()["outputs"][0]["clause"] == 1 and out[0].to_dict()["method"] == "clause"
+    assert len(first) == 3 and len({o.text for o in first}) == 3
+    assert [o.score for o in first] == sorted((o.score for o in first), reverse=True)
+    assert all(o.text in article for o in first)
+    assert out[1].candidates == [] and "no clause with letters or digits" in out[1].error
+    assert [o.text for o in out[2].candidates] == ["只有一句话"] and "1 of 3 headlines" in out[2].warnings[0]
     task.selector().min_chars = 40  # as title-selector.json's "min_chars" sets it: short clauses take the next ones
-    longer = task.run([Record("a", article)], build_config({}))[0]["outputs"][0]["text"]
+    longer = task.run([Record("a", article)], build_config({}))[0].candidates[0].text
     assert longer.startswith(title) and len(longer) > len(title)
 
 
@@ -133,7 +138,7 @@ def test_repl_chooses_by_preset_and_writes_after_set_copy(selector_model):
     model, _ = selector_model
     article, title = articles(1, 9)[0]
     script = f"{article}\n:set copy=text min_new_tokens=2 max_new_tokens=6\n:set\n{article}\n:set method=clause\n{article}\n"
-    result = CliRunner().invoke(app, ["repl", "--model", str(model), "--task", "title"], input=script)
+    result = run("repl", "--model", model, "--task", "title", input=script)
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 3 and lines[0] == lines[2] == title  # preset clause, then clause again

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SENTENCES, save_tiny_model
+from conftest import SENTENCES, run, save_tiny_model
 from typer.testing import CliRunner
 
 from textgen.cli.app import app
-from textgen.models.adapters import load_adapter
 from textgen.models.backbone import BertBackbone, BertConfig
+from textgen.models.families import load_adapter
 from textgen.tokenizer import ChineseTokenizer, build_vocab
 from textgen.training.data import MixedBatches, TokenData, pair_ids, specials_of, text_windows
 from textgen.training.objectives import (
@@ -277,6 +277,23 @@ def test_train_reports_bad_data_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["train", "seq2seq", "--base", str(base), "--data", str(bad), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2
     assert "bad.jsonl:1" in r.output and "Traceback" not in r.output
+
+
+def test_train_resume_mistakes_are_one_line(tmp_path: Path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SENTENCES * 2) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    base = ["train", "pretrain", "--data", corpus, "--out", out, "--layers", 1, "--window", 16, "--batch-size", 4,
+            "--vocab-words", 30, "--no-progress"]
+    first = run(*base, "--steps", 2, "--warmup", 5, "--hidden", 32)
+    assert first.exit_code == 0, first.output
+    assert "--warmup 5 is longer than --steps 2" in first.stderr
+    again = run(*base, "--steps", 2, "--warmup", 1, "--hidden", 32)
+    assert again.exit_code == 0 and "nothing to train" in again.stdout and "nan" not in again.stdout
+    wider = run(*base, "--steps", 4, "--warmup", 1, "--hidden", 64)
+    assert wider.exit_code == 2 and "hidden_size 32, not 64" in wider.stderr and "Traceback" not in wider.output
+    meta = json.loads((out / "last" / "textgen.json").read_text(encoding="utf-8"))
+    assert meta["decoding"]["continue"]["max_new_tokens"] < 18 // 2 + 1  # fits the 16-token window
 
 
 def test_sparse_models_are_judged_by_the_sparse_loss():

@@ -25,16 +25,26 @@ The config file is ``$TEXTGEN_CONFIG`` if set, else ``$XDG_CONFIG_HOME/textgen/c
 
 Environment: ``TEXTGEN_MODEL`` (beats the file's ``model`` keys), ``TEXTGEN_DEVICE``,
 ``TEXTGEN_THREADS``.
+
+``set_task_model`` writes a task's ``model`` key into the file (``textgen config set-model NAME
+--task T``) with the care of ``textgen.models.store.set_default`` (the top-level key): the rest of
+the file is kept byte for byte, the result is checked to differ only in that key, and it replaces
+the file atomically.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
+
+from textgen.paths import config_path
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -56,7 +66,6 @@ class Settings:
     task_decoding: dict[str, dict[str, Any]] = field(default_factory=dict)
     dtype: str | None = None  # Hugging Face models' weights: bf16 | fp16 | fp32
     prompts: dict[str, Any] = field(default_factory=dict)  # [prompts.<key>] tables (chat models)
-    source: Path | None = None  # the config file read, if any
 
     def model_for(self, task: str) -> str | None:
         """The model named for ``task``: ``TEXTGEN_MODEL`` / top-level ``model`` only when the
@@ -66,15 +75,6 @@ class Settings:
     def named_models(self) -> list[str]:
         """Every model these settings name."""
         return [m for m in (self.model, *self.task_models.values()) if m]
-
-
-def config_path() -> Path:
-    """Where the user config file is looked for (it need not exist)."""
-    explicit = os.environ.get("TEXTGEN_CONFIG")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "textgen" / "config.toml"
 
 
 def load_settings() -> Settings:
@@ -91,7 +91,6 @@ def load_settings() -> Settings:
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         _apply_file(settings, data, path)
-        settings.source = path
     _apply_env(settings)
     return settings
 
@@ -146,12 +145,13 @@ def _choice(value: Any, choices: tuple[str, ...], where: str) -> str:
 
 def _prompts(value: Any, where: str) -> dict[str, Any]:
     """The ``[prompts]`` tables, checked now (shape of textgen/prompts/chat.toml)."""
-    from textgen.prompts import PromptError, default_prompts, merge
+    from textgen.prompts import PromptError, merge
+    from textgen.tasks import PROMPTS
 
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a table of prompt tables ([prompts.title] ...)")
     try:
-        merge(default_prompts(), value, where)
+        merge(PROMPTS, value, where)
     except PromptError as exc:
         raise ConfigError(str(exc)) from None
     return value
@@ -171,3 +171,61 @@ def _threads(value: Any, where: str) -> int:
     if n < 1 or isinstance(value, bool):
         raise ConfigError(f"{where} must be a positive integer, not {value!r}")
     return n
+
+
+# ---------------------------------------------------------------------- writing a task's model
+_TABLE_HEADER = re.compile(r"\s*\[")
+_MODEL_KEY = re.compile(r"""\s*(model|"model"|'model')\s*=""")
+
+
+def set_task_model(task: str, name: str, path: str | Path | None = None) -> Path:
+    """Write ``model = "<name>"`` into the ``[task]`` table of the user config file (``path``,
+    else ``textgen.paths.config_path()``), creating the table or the file if needed and keeping
+    the rest of the file as it is. Returns the file's path. ``ConfigError`` for a file that is not
+    valid TOML, one where the change would alter anything else (then the line to add by hand is
+    named), or one that cannot be written."""
+    path = Path(path).expanduser() if path is not None else config_path()
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        before = tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot set the {task} model in {path}: {exc}") from None
+    line = f"model = {json.dumps(name, ensure_ascii=False).replace(chr(0x7F), chr(92) + 'u007f')}"
+    header = re.compile(rf"""\s*\[\s*({re.escape(task)}|"{re.escape(task)}"|'{re.escape(task)}')\s*\]\s*(#.*)?$""")
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, text_line in enumerate(lines) if header.match(text_line.rstrip("\r\n"))), None)
+    if start is None:
+        gap = "" if not text else ("\n" if text.endswith("\n") else "\n\n")
+        new = f"{text}{gap}[{task}]\n{line}\n"
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if _TABLE_HEADER.match(lines[i])), len(lines))
+        hit = next((i for i in range(start + 1, end) if _MODEL_KEY.match(lines[i])), None)
+        if hit is not None:
+            lines[hit] = line + (lines[hit][len(lines[hit].rstrip("\r\n")) :] or "\n")
+        else:
+            if not lines[start].endswith("\n"):
+                lines[start] += "\n"
+            lines.insert(start + 1, line + "\n")
+        new = "".join(lines)
+    try:
+        after = tomllib.loads(new)
+    except tomllib.TOMLDecodeError:
+        after = None
+    table = before.get(task, {})
+    if not isinstance(table, dict) or after != {**before, task: {**table, "model": name}}:
+        raise ConfigError(f"cannot set the {task} model in {path} safely; add the line {line} under [{task}] by hand")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(new)
+            if path.exists():
+                os.chmod(tmp, path.stat().st_mode & 0o7777)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write the config file {path}: {exc.strerror or exc}") from None
+    return path

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 NEG_INF = float("-inf")
 
 
+class NoTokenLeft(ValueError):
+    """The constraints left no token that could be generated (every id banned for some row):
+    the caller may retry with fewer constraints (summarize retries without copying)."""
+
+
 class LogitsProcessor:
     """Base class: a stateless rule whose ``reorder`` has nothing to do."""
 
@@ -189,7 +194,7 @@ class AllowedTokens(LogitsProcessor):
                 continue
             ids = sorted({int(i) for i in ids})
             if not ids:
-                raise ValueError(f"allowed set for row {row} is empty: nothing could be generated")
+                raise NoTokenLeft(f"allowed set for row {row} is empty: nothing could be generated")
             if ids[0] < 0 or ids[-1] >= vocab_size:
                 raise ValueError(f"allowed set for row {row} holds ids outside [0, {vocab_size})")
             mask[row] = False
@@ -203,36 +208,6 @@ class AllowedTokens(LogitsProcessor):
 
     def reorder(self, index):
         self.mask = self.mask.index_select(0, index.to(self.mask.device))
-
-
-class ForcedPrefix(LogitsProcessor):
-    """Row i must start its output with ``prefixes[i]`` (e.g. a fixed opening, or a language tag)."""
-
-    def __init__(self, prefixes: Sequence[Sequence[int]]) -> None:
-        width = max((len(p) for p in prefixes), default=0)
-        table = torch.full((len(prefixes), max(width, 1)), -1, dtype=torch.long)
-        for row, p in enumerate(prefixes):
-            if any(int(i) < 0 for i in p):
-                raise ValueError(f"forced prefix for row {row} holds a negative id")
-            table[row, : len(p)] = torch.tensor([int(i) for i in p], dtype=torch.long)
-        self.table = table
-        self.width = width
-
-    def __call__(self, generated, logits):
-        t = generated.shape[1]
-        if t >= self.width:
-            return logits
-        forced = self.table[:, t].to(logits.device)
-        rows = forced >= 0
-        if not bool(rows.any()):
-            return logits
-        _check_ids_fit(int(forced.max()), logits, "forced prefix token")
-        out = torch.full_like(logits, NEG_INF)
-        out.scatter_(1, forced.clamp(min=0)[:, None], 0.0)
-        return torch.where(rows[:, None], out, logits)
-
-    def reorder(self, index):
-        self.table = self.table.index_select(0, index.to(self.table.device))
 
 
 def _check_ids_fit(max_id: int, logits: torch.Tensor, what: str) -> None:

@@ -35,8 +35,8 @@ import torch
 
 from textgen.decoding.config import DecodingConfig
 from textgen.decoding.processors import (
-    ForcedPrefix,
     LogitsProcessor,
+    NoTokenLeft,
     apply_processors,
     rule_processors,
     sampling_warpers,
@@ -45,6 +45,8 @@ from textgen.decoding.processors import (
 if TYPE_CHECKING:
     from textgen.models.adapters import Adapter
 
+# Rows (inputs x samples) decoded together when sampling; more samples are drawn in further passes.
+SAMPLE_ROWS = 256
 # HF's marker for "cannot be chosen" in beam bookkeeping; finite so that sums stay ordered.
 _UNAVAILABLE = -1.0e9
 
@@ -64,14 +66,12 @@ def generate(
     config: DecodingConfig,
     *,
     processors: Sequence[LogitsProcessor] = (),
-    forced_prefix: Sequence[Sequence[int]] | None = None,
     on_step: Callable[[list[int]], None] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decode every input; per input, ``num_return_sequences`` hypotheses, best first.
 
     ``inputs`` are adapter ids (``adapter.encode``). ``processors`` hold one row per input and are
-    applied after the config's rules; ``forced_prefix[i]`` ids start output ``i`` (they are part of
-    the returned ``token_ids``). A hypothesis with ``finished=False`` hit ``max_new_tokens``: callers
+    applied after the config's rules. A hypothesis with ``finished=False`` hit ``max_new_tokens``: callers
     should tell the user it was cut.
 
     ``on_step(ids)``, for streaming: called whenever the settled start of input 0's best output
@@ -82,12 +82,8 @@ def generate(
     """
     if not inputs:
         return []
-    if forced_prefix is not None and len(forced_prefix) != len(inputs):
-        raise ValueError(f"forced_prefix has {len(forced_prefix)} rows for {len(inputs)} inputs")
     rules = rule_processors(config, adapter.eos_token_ids)
     rules += [copy.copy(p) for p in processors]
-    if forced_prefix is not None:
-        rules.append(ForcedPrefix(forced_prefix))
     if config.num_return_sequences > 1:
         on_step = None
     inputs = [list(x) for x in inputs]
@@ -102,7 +98,19 @@ def generate(
             else:
                 generator.manual_seed(config.seed)
         warpers = sampling_warpers(config) if config.do_sample else []
-        return _sample(adapter, inputs, config, rules, warpers, generator, on_step)
+        per_pass = max(1, SAMPLE_ROWS // len(inputs))
+        if config.num_return_sequences <= per_pass:
+            return _sample(adapter, inputs, config, rules, warpers, generator, on_step)
+        # Many samples (-n 100000): passes of at most SAMPLE_ROWS rows, so memory stays bounded.
+        results: list[list[Hypothesis]] = [[] for _ in inputs]
+        for first in range(0, config.num_return_sequences, per_pass):
+            part = config.replace(num_return_sequences=min(per_pass, config.num_return_sequences - first))
+            fresh = rule_processors(part, adapter.eos_token_ids) + [copy.copy(p) for p in processors]
+            for hyps, more in zip(results, _sample(adapter, inputs, part, fresh, warpers, generator)):
+                hyps += more
+        for hyps in results:
+            hyps.sort(key=lambda h: -h.score)
+        return results
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -133,11 +141,11 @@ class _Rows:
 def _process(processors: list[LogitsProcessor], generated: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     logits = apply_processors(processors, generated, logits.float())
     if processors and not bool(torch.isfinite(logits).any(dim=-1).all()):
-        raise ValueError("the decoding constraints leave no token to generate for some input")
+        raise NoTokenLeft("the decoding constraints leave no token to generate for some input")
     return logits
 
 
-def _chosen_log_prob(logits: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+def chosen_log_prob(logits: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
     """``log_softmax(logits)[row, choice[row]]`` for each row.
 
     torch's fused ``log_softmax`` reads the logits once; an earlier clamped log-sum-exp (five passes,
@@ -188,7 +196,7 @@ def _sample(
         else:
             probs = apply_processors(warpers, tokens[:, :t], logits).softmax(dim=-1)
             choice = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        scores += _chosen_log_prob(logits, choice)
+        scores += chosen_log_prob(logits, choice)
         tokens[:, t] = choice
         ended = _eos_mask(choice, eos)
         if on_step is not None and int(owner[0]) == 0 and not bool(ended[0]):  # input 0 still runs, in row 0

@@ -29,12 +29,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from textgen.models.backbone import BertBackbone, KVCache, check_finite
 from textgen.tokenizer import ChineseTokenizer, is_cjk
+
+if TYPE_CHECKING:
+    from textgen.models.families import LoadOptions
+    from textgen.models.model_dir import ModelDir
 
 KINDS = ("seq2seq", "causal")
 
@@ -88,7 +92,7 @@ class Adapter(ABC):
         return None
 
 
-def _pad(rows: Sequence[Sequence[int]], pad_id: int, *, left: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, *, left: bool, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack id lists into [B, L] ids and a boolean attention mask."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -145,7 +149,7 @@ class _BackboneAdapter(Adapter):
         return min(self.model.config.max_position_embeddings, self.max_context_tokens or 1 << 30)
 
     def _prefill(self, rows: list[list[int]], mode: str) -> tuple[torch.Tensor, KVCache]:
-        ids, mask = _pad(rows, self.pad_token_id, left=False, device=self.device)
+        ids, mask = pad_rows(rows, self.pad_token_id, left=False, device=self.device)
         hidden, cache = self.model.encode(
             ids, mode=mode, token_type_ids=torch.zeros_like(ids), attention_mask=mask, use_cache=True
         )
@@ -247,10 +251,10 @@ class _HFAdapter(Adapter):
 
     def decode(self, ids: Sequence[int]) -> str:
         text = self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        return _join_cjk(text) if self._spaced else text
+        return join_cjk(text) if self._spaced else text
 
     def token_texts(self) -> list[str]:
-        return _hf_token_texts(self.tokenizer, self.vocab_size)
+        return hf_token_texts(self.tokenizer, self.vocab_size)
 
     def _max_positions(self) -> int | None:
         n = getattr(self.model.config, "max_position_embeddings", None) or getattr(self.model.config, "n_positions", None)
@@ -294,7 +298,7 @@ class HFSeq2Seq(_HFAdapter):
             raise ValueError("empty source text")
         limit = self.input_limit(max_new_tokens)
         inputs = [self._cut(list(x), limit) for x in inputs]
-        ids, mask = _pad(inputs, self.pad_token_id, left=False, device=self.device)
+        ids, mask = pad_rows(inputs, self.pad_token_id, left=False, device=self.device)
         encoder_hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         prompt = torch.tensor([self.decoder_prompt] * len(inputs), dtype=torch.long, device=self.device)
         state = _Seq2SeqState(encoder_hidden, mask, torch.arange(len(inputs), device=self.device), None)
@@ -365,7 +369,7 @@ class HFCausal(_HFAdapter):
                     raise ValueError(f"{self.name}: empty prompt and the model has no BOS token to start from")
                 p = [int(bos)]
             rows.append(p)
-        ids, mask = _pad(rows, self.pad_token_id, left=True, device=self.device)
+        ids, mask = pad_rows(rows, self.pad_token_id, left=True, device=self.device)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
         out = self.model(
             input_ids=ids, attention_mask=mask.long(), position_ids=positions, use_cache=True, **self._last_only()
@@ -437,7 +441,7 @@ def special_ids(tokenizer) -> set[int]:
     return set(getattr(tokenizer, "all_special_ids", [])) | {i for i, t in added.items() if getattr(t, "special", False)}
 
 
-def _hf_token_texts(tokenizer, vocab_size: int) -> list[str]:
+def hf_token_texts(tokenizer, vocab_size: int) -> list[str]:
     kind = _decoder_kind(tokenizer)
     special = special_ids(tokenizer)
     byte_of = _byte_decoder() if kind == "bytelevel" else None
@@ -459,7 +463,7 @@ def _hf_token_texts(tokenizer, vocab_size: int) -> list[str]:
     return texts
 
 
-def _join_cjk(text: str) -> str:
+def join_cjk(text: str) -> str:
     """Drop the spaces a WordPiece decoder puts between CJK characters and CJK punctuation."""
     out = []
     for i, ch in enumerate(text):
@@ -474,90 +478,32 @@ def _cjkish(ch: str) -> bool:
 
 
 # ---------------------------------------------------------------------- loading
-def load_adapter(
-    path: str | os.PathLike,
-    kind: str,
-    *,
-    device: str | torch.device = "cpu",
-    allow_pickle: bool = False,
-    dtype: str | None = None,
-    task: str | None = None,
-    prompts: dict[str, Any] | None = None,
-) -> Adapter:
-    """The adapter for a model directory: ours when ``config.json`` says ``model_type: "bert"``,
-    otherwise a Hugging Face encoder-decoder (``kind="seq2seq"``) or decoder-only (``"causal"``)
-    model. A decoder-only model whose tokenizer has a chat template serves every kind through
-    ``textgen.models.chat.ChatAdapter``, which renders ``task``'s prompt (``prompts`` overrides
-    the shipped ones; ``kind="seq2seq"`` without a task means titles). ``dtype`` (``bf16``,
-    ``fp16``, ``fp32``) applies to Hugging Face models; default fp32 on CPU, the checkpoint's on
-    CUDA. Only local files are read; remote code is never run; pickled weights only with
-    ``allow_pickle``. Unusable directories raise FileNotFoundError/ValueError/PermissionError
-    with a one-line message."""
+def load_backbone(model_dir: ModelDir, kind: str, options: LoadOptions) -> Adapter:
+    """Our BERT backbone as a ``seq2seq`` (UniLM) or ``causal`` adapter (``families`` entry
+    ``textgen-bert``); the windows it was trained on come from its ``textgen.json``."""
+    path = model_dir.path
     if kind not in KINDS:
         raise ValueError(f"model kind must be one of {KINDS}, not {kind!r}")
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"model directory not found: {path}")
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} has no config.json: not a model directory")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{config_file} is not valid JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{config_file} does not hold a JSON object")
-    name = _model_name(path)
-    if config.get("model_type") == "bert":
-        return _load_backbone(path, kind, name, device, allow_pickle)
-    from textgen.models.registry import has_chat_template
-
-    if not config.get("is_encoder_decoder") and has_chat_template(path):
-        from textgen.models.chat import load_chat
-
-        task = task or ("title" if kind == "seq2seq" else None)
-        return load_chat(path, name, task=task, device=device, dtype=dtype, allow_pickle=allow_pickle, prompts=prompts)
-    return _load_hf(path, kind, name, device, allow_pickle, dtype)
-
-
-def textgen_meta(path: Path) -> dict:
-    """The directory's optional ``textgen.json`` (name, tasks, max_source_tokens ...); an
-    unreadable one counts as absent here (the registry reports it)."""
-    meta = path / "textgen.json"
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _model_name(path: Path) -> str:
-    name = textgen_meta(path).get("name")
-    return name if isinstance(name, str) and name else path.resolve().name
-
-
-def _load_backbone(path: Path, kind: str, name: str, device, allow_pickle: bool) -> Adapter:
     if not (path / "vocab.txt").is_file():
         raise FileNotFoundError(f"{path} has no vocab.txt for its BERT tokenizer")
-    model = BertBackbone.load(path, allow_pickle=allow_pickle).to(device)
+    model = BertBackbone.load(path, allow_pickle=options.allow_pickle).to(options.device)
     tokenizer = ChineseTokenizer.from_dir(path)
-    adapter = (BackboneCausal if kind == "causal" else BackboneSeq2Seq)(model, tokenizer, name, device)
-    adapter.max_context_tokens = meta_tokens(path, "max_context_tokens")
+    adapter = (BackboneCausal if kind == "causal" else BackboneSeq2Seq)(model, tokenizer, model_dir.name, options.device)
+    adapter.max_context_tokens = model_dir.max_context_tokens
     if isinstance(adapter, BackboneSeq2Seq):
-        adapter.max_source_tokens = meta_tokens(path, "max_source_tokens")
+        adapter.max_source_tokens = model_dir.max_source_tokens
     return adapter
 
 
-def meta_tokens(path: Path, key: str) -> int | None:
-    """A token count from textgen.json (``max_source_tokens``, ``max_context_tokens``): a positive
-    integer, else None."""
-    value = textgen_meta(Path(path)).get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
-def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool, dtype: str | None = None) -> Adapter:
+def load_hf(model_dir: ModelDir, kind: str, options: LoadOptions) -> Adapter:
+    """A Hugging Face encoder-decoder (``seq2seq``) or decoder-only (``causal``) model; local
+    files only, remote code never runs, pickled weights only with ``allow_pickle``."""
     from transformers import AutoConfig
 
+    path = model_dir.path
+    if kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, not {kind!r}")
+    _check_config(path)
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, OSError) as e:
@@ -567,17 +513,33 @@ def _load_hf(path: Path, kind: str, name: str, device, allow_pickle: bool, dtype
                          "or serve every task once its tokenizer has a chat template")
     if kind == "causal" and config.is_encoder_decoder:
         raise ValueError(f"{path} holds an encoder-decoder model ({config.model_type}); use it for seq2seq tasks")
-    model, tokenizer = hf_model(path, kind, device, allow_pickle, dtype), hf_tokenizer(path)
+    model, tokenizer = hf_model(path, kind, options), hf_tokenizer(path)
     cls = HFSeq2Seq if kind == "seq2seq" else HFCausal
-    return cls(model, tokenizer, name, device)
+    return cls(model, tokenizer, model_dir.name, options.device)
+
+
+def _check_config(path: Path) -> None:
+    """A one-line error for a directory whose config.json is missing or not a JSON object."""
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path} has no config.json: not a model directory")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_file} is not valid JSON: {e}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file} does not hold a JSON object")
 
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def hf_model(path: Path, kind: str, device, allow_pickle: bool, dtype: str | None = None):
-    """A Hugging Face model's weights (safetensors unless ``allow_pickle``), quietly, on ``device``."""
+def hf_model(path: Path, kind: str, options: LoadOptions):
+    """A Hugging Face model's weights (safetensors unless ``allow_pickle``), quietly, on ``options.device``.
+    ``dtype``: default fp32 on CPU, the checkpoint's on CUDA."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    device, allow_pickle, dtype = options.device, options.allow_pickle, options.dtype
 
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")

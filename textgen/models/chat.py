@@ -1,115 +1,81 @@
-"""Any chat LLM a user has (Qwen, Llama, ... an ``AutoModelForCausalLM`` directory whose tokenizer
-has a chat template) drives every task.
+"""Any chat LLM a user has drives every task: the prompt-rendering half of a chat adapter.
+
+A chat model is a causal model plus a chat template. ``ChatPrompts`` is what both chat families
+share (Hugging Face directories here, GGUF files in ``textgen.models.gguf_chat``): the task hands it
+a ``Prompt`` (``textgen.prompts``; the task owns its prompts, so one loaded model serves every task)
+and the values to fill in, and gets the ids of the rendered prompt followed by the prompt's
+``answer_start``. ``encode(text)`` stays the raw text (continue, search). The input's place inside
+the prompt is remembered, so a prompt longer than the window is cut inside the input text, never in
+the instructions or the template's generation prompt (``fit_prompt``).
 
 ``ChatAdapter`` is ``HFCausal`` (left padding, KV cache, ``generate()``'s positions, so greedy and
-beam output are token-identical to ``generate()``) plus prompts: for ``title``, ``summarize`` and
-``qa`` the input is wrapped in the task's Chinese prompt (``textgen/prompts/chat.toml``, data the
-user can override) and rendered with the model's own chat template
-(``apply_chat_template(messages, add_generation_prompt=True)``); the prompt's ``answer_start``, if
-any, follows as the start of the assistant's answer (a forced prefix given as context). ``continue``
-and ``search`` use the raw text, no template. ``load_adapter`` picks this adapter for such a
-directory; loading reads local files only and never runs remote code.
+beam output are token-identical to ``generate()``) plus ``ChatPrompts`` over the tokenizer's own
+template (``apply_chat_template``, which transformers renders in a sandboxed Jinja environment).
+Loading reads local files only and never runs remote code.
 
-Hook for tasks (``title`` and ``continue`` use it as they are; summarize, qa and search can too):
-
-* ``load_task(name, ...)`` passes the task's name to ``load_adapter(..., task=name)``, and
-  ``adapter.encode(text)`` returns the ids of that task's prompt around ``text``. A task written
-  against ``encode`` needs nothing else. (The backbone's ``source_prefix`` does not apply here.)
-* ``adapter.encode_prompt(key, text=..., answer=..., question=...)``: another prompt of the same
-  model, e.g. ``qa_question`` (passage and answer -> question) or ``qa_check`` (passage and
-  question -> answer, for round trips); ``PROMPT_KEYS`` lists them.
+* ``adapter.encode_prompt(prompt, text=..., answer=..., question=...)``: the ids of a prompt.
 * ``adapter.source_ids(text)``: the input's own tokens, without template or instructions. Build
-  token-level copy or span constraints from these (or from the text), never from ``encode``'s ids,
-  which hold the instructions too.
-* ``is_chat(adapter)``: whether an adapter is one of these (duck-typed, no import needed:
-  ``hasattr(adapter, "encode_prompt")``).
-* search's fluency scorer: ``textgen.search.lm.HFScorer(adapter.model, adapter.tokenizer)`` scores
-  whole sentences in batches with any Hugging Face causal model, this one included (loaded for
-  ``search`` it reads raw text). The next-token distribution after a prefix is
-  ``adapter.start([prefix], 1)``.
-* ``adapter.heal(texts)``: token healing. In raw mode it backs off the end of the text, exactly as
-  ``textgen.decoding.healing.heal``; with a template only the ``answer_start`` can be backed off,
-  never the template's own tokens.
-
-A prompt longer than the model's window is cut inside the input text (keeping its beginning), so
-the instructions and the template's generation prompt are never lost.
+  token-level copy or span constraints from these (or from the text), never from a prompt's ids.
+* ``is_chat(adapter)``: whether an adapter renders prompts (duck-typed).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from textgen.decoding.healing import Healed, HealingConstraint, Vocabulary, back_off
 from textgen.models.adapters import HFCausal, hf_model, hf_tokenizer, special_ids
-from textgen.prompts import PROMPT_KEYS, RAW_TASKS, Prompt, load_prompts
+
+if TYPE_CHECKING:
+    from textgen.models.families import LoadOptions
+    from textgen.models.model_dir import ModelDir
+    from textgen.prompts import Prompt
 
 # Stands for the input while a template is rendered, so the input's place in the prompt is known.
 _SLOT = "\ue000TEXTGEN\ue001"
 
 
-def load_chat(
-    path: Path,
-    name: str,
-    *,
-    task: str | None = None,
-    device: str | torch.device = "cpu",
-    dtype: str | None = None,
-    allow_pickle: bool = False,
-    prompts: Mapping[str, Prompt] | None = None,
-) -> ChatAdapter:
-    """The chat adapter over a model directory (``load_adapter`` calls this for chat models)."""
-    model = hf_model(path, "causal", device, allow_pickle, dtype)
-    return ChatAdapter(model, hf_tokenizer(path), name, device, task=task, prompts=prompts)
+def load_chat(model_dir: ModelDir, options: LoadOptions) -> ChatAdapter:
+    """The chat adapter over a Hugging Face directory whose tokenizer has a chat template."""
+    model = hf_model(model_dir.path, "causal", options)
+    return ChatAdapter(model, hf_tokenizer(model_dir.path), model_dir.name, options.device)
 
 
 def is_chat(adapter: Any) -> bool:
     return hasattr(adapter, "encode_prompt")
 
 
-class ChatAdapter(HFCausal):
-    """A chat model behind the step interface; ``task`` chooses what ``encode`` renders."""
+class ChatPrompts:
+    """Prompt rendering for chat models. The host class calls ``_init_chat`` once it knows its
+    tokens, and provides ``_tokens(text)`` (ids of plain text, no specials), ``render(messages)``
+    (the template with the generation prompt), ``input_limit`` and ``eos_token_ids``."""
 
-    def __init__(
-        self, model, tokenizer, name: str, device, *, task: str | None = None, prompts: Mapping[str, Prompt] | None = None
-    ) -> None:
-        super().__init__(model, tokenizer, name, device)
-        if not getattr(tokenizer, "chat_template", None):
-            raise ValueError(f"{name}: the tokenizer has no chat template")
-        self.prompts = dict(prompts) if prompts is not None else load_prompts()
-        if task is not None and task not in RAW_TASKS and task not in self.prompts:
-            raise ValueError(f"{name}: no prompt for task {task!r} (prompts: {', '.join(self.prompts)})")
-        self.task = task
-        bos = tokenizer.bos_token_id
+    _tokens: Callable[[str], list[int]]
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        raise NotImplementedError
+
+    def _init_chat(self, bos_id: int | None, special: set[int]) -> None:
         # Raw text starts with BOS where the model has one (Llama, Gemma), as in training; an empty
         # text for Qwen-style models, which have none, starts after the end token that separates
         # their training documents.
-        self.bos_ids = [int(bos)] if bos is not None else []
-        self.doc_start = int(bos) if bos is not None else self.eos_token_ids[0]
-        self.turn_end_ids = self._turn_end()
+        self.bos_ids = [int(bos_id)] if bos_id is not None else []
+        self.doc_start = int(bos_id) if bos_id is not None else self.eos_token_ids[0]
+        self.turn_end_ids = self._turn_end(special)
         self.eos_token_ids = sorted({*self.eos_token_ids, *self.turn_end_ids})
         self._layouts: OrderedDict[tuple[int, ...], tuple[int, int]] = OrderedDict()
 
-    @property
-    def raw(self) -> bool:
-        """True when ``encode`` feeds the text itself (continue, search, or no task)."""
-        return self.task is None or self.task in RAW_TASKS
-
     # ------------------------------------------------------------------ prompts
     def encode(self, text: str) -> list[int]:
-        if self.raw:
-            return self._raw_ids(text)
-        return self.encode_prompt(self.task, text=text)
+        """The raw text's ids (continue and search read text as it is, no template)."""
+        return [*self.bos_ids, *self.source_ids(text)] if text or self.bos_ids else [self.doc_start]
 
-    def encode_prompt(self, key: str, **values: str) -> list[int]:
-        """The ids of prompt ``key`` with ``values`` (``text``, ``answer``, ``question``), rendered
+    def encode_prompt(self, prompt: Prompt, **values: str) -> list[int]:
+        """The ids of ``prompt`` with ``values`` (``text``, ``answer``, ``question``), rendered
         with the chat template, followed by the prompt's answer start."""
-        head, source, tail, answer = self._parts(key, values)
+        head, source, tail, answer = self._parts(prompt, values)
         ids = head + source + tail + answer
         self._remember(ids, len(head), len(tail) + len(answer))
         return ids
@@ -118,37 +84,27 @@ class ChatAdapter(HFCausal):
         """The tokens of ``text`` alone, as they appear inside a prompt."""
         return self._tokens(text)
 
-    def _raw_ids(self, text: str) -> list[int]:
-        return [*self.bos_ids, *self._tokens(text)] if text or self.bos_ids else [self.doc_start]
-
-    def _tokens(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-    def _template(self, key: str, values: Mapping[str, str]) -> str:
-        if key not in self.prompts:
-            raise ValueError(f"no prompt {key!r} (prompts: {', '.join(self.prompts)})")
-        messages = self.prompts[key].messages(**values)
-        # enable_thinking=False: Qwen3-style templates then open the answer without a reasoning
-        # block; templates that do not know the variable ignore it.
-        kw = {"add_generation_prompt": True, "tokenize": False, "enable_thinking": False}
+    def _template(self, prompt: Prompt, values: Mapping[str, str]) -> str:
+        messages = prompt.messages(**values)
         try:
-            return self.tokenizer.apply_chat_template(messages, **kw)
+            return self.render(messages)
         except Exception:  # noqa: BLE001 -- jinja raises its own errors; some templates refuse a system role
             if len(messages) == 1:
                 raise
             folded = messages[0]["content"] + "\n\n" + messages[1]["content"]
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": folded}], **kw)
+            return self.render([{"role": "user", "content": folded}])
 
-    def _parts(self, key: str, values: Mapping[str, str]) -> tuple[list[int], list[int], list[int], list[int]]:
+    def _parts(self, prompt: Prompt, values: Mapping[str, str]) -> tuple[list[int], list[int], list[int], list[int]]:
         """(template before the input, the input, template after it, answer start) as ids. Each
         part is tokenized alone, so their boundaries are known; chat templates put the input
         between special tokens and newlines, where a byte-level BPE would split anyway."""
         text = values.get("text", "")
-        rendered = self._template(key, {**values, "text": _SLOT})
+        rendered = self._template(prompt, {**values, "text": _SLOT})
         before, slot, after = rendered.partition(_SLOT)
+        answer = self._tokens(prompt.answer_start)
         if not slot:  # the template rewrote the message (stripped it, ...): no place to cut
-            return self._tokens(self._template(key, values)), [], [], self._tokens(self.prompts[key].answer_start)
-        return self._tokens(before), self._tokens(text), self._tokens(after), self._tokens(self.prompts[key].answer_start)
+            return self._tokens(self._template(prompt, values)), [], [], answer
+        return self._tokens(before), self.source_ids(text), self._tokens(after), answer
 
     def _remember(self, ids: list[int], head: int, tail: int) -> None:
         """Where the input sits in a prompt, so that ``start`` can cut inside it (a few thousand
@@ -157,26 +113,16 @@ class ChatAdapter(HFCausal):
         while len(self._layouts) > 4096:
             self._layouts.popitem(last=False)
 
-    def _turn_end(self) -> list[int]:
+    def _turn_end(self, special: set[int]) -> list[int]:
         """The special token that closes a turn (Qwen's <|im_end|>, Llama 3's <|eot_id|>): the first
         special token after the content of a rendered user message. A chat model's answer ends
         with it, whatever its generation config lists."""
-        special = special_ids(self.tokenizer)
         try:
-            rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": _SLOT}], tokenize=False)
+            rendered = self.render([{"role": "user", "content": _SLOT}])
         except Exception:  # noqa: BLE001 -- a template that cannot render a lone user turn
             return []
         after = self._tokens(rendered.partition(_SLOT)[2])
         return next(([i] for i in after if i in special), [])
-
-    # ------------------------------------------------------------------ decoding
-    def start(self, inputs, max_new_tokens):
-        """``HFCausal.start``, except that a prompt longer than the window loses the end of its
-        input text rather than its beginning (the instructions)."""
-        room = self.input_limit(max_new_tokens)
-        if room is not None:
-            inputs = [self.fit_prompt(list(x), room) for x in inputs]
-        return super().start(inputs, max_new_tokens)
 
     def fit_prompt(self, ids: list[int], room: int) -> list[int]:
         """``ids`` cut to ``room`` tokens inside the input text, keeping the instructions and the
@@ -187,6 +133,35 @@ class ChatAdapter(HFCausal):
         head, tail = layout
         return ids[: room - tail] + ids[len(ids) - tail :]
 
+    def fit_inputs(self, inputs: Any, max_new_tokens: int) -> Any:
+        """Prompts longer than the window lose the end of their input text rather than their
+        beginning (the instructions)."""
+        room = self.input_limit(max_new_tokens)
+        return inputs if room is None else [self.fit_prompt(list(x), room) for x in inputs]
+
+
+class ChatAdapter(ChatPrompts, HFCausal):
+    """A Hugging Face chat model behind the step interface."""
+
+    def __init__(self, model, tokenizer, name: str, device) -> None:
+        HFCausal.__init__(self, model, tokenizer, name, device)
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{name}: the tokenizer has no chat template")
+        self._init_chat(tokenizer.bos_token_id, special_ids(tokenizer))
+
+    def _tokens(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        # enable_thinking=False: Qwen3-style templates then open the answer without a reasoning
+        # block; templates that do not know the variable ignore it.
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+        )
+
+    def start(self, inputs, max_new_tokens):
+        return super().start(self.fit_inputs(inputs, max_new_tokens), max_new_tokens)
+
     def token_texts(self) -> list[str]:
         return list(self._token_texts)
 
@@ -194,34 +169,5 @@ class ChatAdapter(HFCausal):
     def _token_texts(self) -> list[str]:
         return super().token_texts()  # walks a 150k vocabulary: once
 
-    @cached_property
-    def vocabulary(self) -> Vocabulary:
-        """The healing prefix index over this model's tokens (built once)."""
-        return Vocabulary(self._token_texts)
 
-    def heal(
-        self, texts: Sequence[str], *, enabled: bool = True, vocab: Vocabulary | None = None
-    ) -> tuple[list[Healed], HealingConstraint | None]:
-        """Token healing (``textgen.decoding.healing``) for this adapter's prompts: the end of a raw
-        text, or the prompt's ``answer_start``, may be backed off and re-spelled by the output;
-        template tokens never are. Returns the splits and the constraint for ``generate``."""
-        # Only the last `movable` tokens of a prompt may be backed off: all of a raw text, or the answer start.
-        movable = None if self.raw else len(self._tokens(self.prompts[self.task].answer_start))
-        prompts = [self.encode(t) for t in texts]
-        cut = [0 if movable is None else len(ids) - movable for ids in prompts]
-        fixed = [ids[:c] for ids, c in zip(prompts, cut)]
-        open_ids = [ids[c:] for ids, c in zip(prompts, cut)]
-        if not enabled:
-            return [Healed(f + o, "") for f, o in zip(fixed, open_ids)], None
-        vocab = vocab or self.vocabulary
-        splits = [back_off(vocab, o) for o in open_ids]
-        healed = [Healed(f + ctx, rest.decode("utf-8"), len(o) - len(ctx)) for f, o, (ctx, rest) in zip(fixed, open_ids, splits)]
-        for h, ids in zip(healed, (f + o for f, o in zip(fixed, open_ids))):
-            if layout := self._layouts.get(tuple(ids)):  # the cut point in the shortened prompt
-                self._remember(h.context_ids, layout[0], max(layout[1] - h.backed_off, 0))
-        if not any(rest for _, rest in splits):
-            return healed, None
-        return healed, HealingConstraint(vocab, [rest for _, rest in splits])
-
-
-__all__ = ["PROMPT_KEYS", "ChatAdapter", "is_chat", "load_chat"]
+__all__ = ["ChatAdapter", "ChatPrompts", "is_chat", "load_chat"]

@@ -18,20 +18,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textgen.prompts import CHAT_TASKS
-
-# The model each task uses when neither --model, TEXTGEN_MODEL nor the config file names one.
-# This is the one place to change when a new embedded model ships.
-DEFAULT_MODELS: dict[str, str] = {
-    "title": "mini-zh-title", "summarize": "mini-zh", "qa": "mini-zh", "continue": "mini-zh-lm", "search": "mini-zh-lm",
-}
+from textgen.models.families import EVERY_TASK, family_of, is_gguf
+from textgen.models.model_dir import ModelDir
 
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
-SOURCES = ("embedded", "local", "hf-cache")
+SOURCES = ("embedded", "local", "hf-cache", "store", "ollama")
 
 
 class ModelNotFound(LookupError):
@@ -40,22 +35,34 @@ class ModelNotFound(LookupError):
 
 @dataclass
 class ModelInfo:
-    """A resolved model directory and what its ``textgen.json`` (or ``config.json``) says."""
+    """A resolved model: where it is, what its ``textgen.json`` says (``dir``, parsed once), its
+    family (``textgen.models.families``) and the tasks it serves (``EVERY_TASK`` for chat models)."""
 
     name: str
     source: str  # one of SOURCES
     path: Path
     size_bytes: int
-    tasks: list[str]
-    decoding: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, DecodingConfig fields
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per task, preset task options
+    tasks: tuple[str, ...]
+    dir: ModelDir
+    family: str = ""
     note: str = ""  # what the user should know about the choice (a same-named folder not used)
 
+    @property
+    def decoding(self) -> dict[str, dict[str, Any]]:
+        """Per task, the model's DecodingConfig defaults."""
+        return self.dir.decoding
+
+    @property
+    def options(self) -> dict[str, dict[str, Any]]:
+        """Per task, the model's preset task options."""
+        return self.dir.options
+
+    def serves(self, task: str) -> bool:
+        return not self.tasks or self.tasks == EVERY_TASK or task in self.tasks
+
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["path"] = str(self.path)
-        del d["decoding"], d["options"], d["note"]
-        return d
+        return {"name": self.name, "source": self.source, "path": str(self.path), "size_bytes": self.size_bytes,
+                "tasks": list(self.tasks), "family": self.family}
 
 
 def hf_cache_dir() -> Path:
@@ -72,6 +79,13 @@ def hf_cache_dir() -> Path:
 
 def resolve(spec: str) -> ModelInfo:
     """The model ``spec`` names (see the module docstring), or ``ModelNotFound``."""
+    from textgen.models import store
+
+    if spec.startswith("ollama:"):
+        try:
+            return describe(store.resolve_ollama(spec[len("ollama:"):]), name=spec, source="ollama")
+        except store.StoreError as exc:
+            raise ModelNotFound(str(exc)) from None
     path = Path(spec).expanduser()
     embedded = EMBEDDED_DIR / spec
     if "/" not in spec and not _looks_like_path(spec) and embedded.is_dir():
@@ -81,6 +95,15 @@ def resolve(spec: str) -> ModelInfo:
         return info
     if path.exists() or _looks_like_path(spec):
         return _local(spec, path)
+    try:
+        stored = store.resolve_store(spec)
+    except store.StoreError as exc:
+        raise ModelNotFound(str(exc)) from None
+    if stored is not None:
+        return describe(stored, name=spec.removeprefix("store:"), source="store")
+    if spec in store.catalogue():
+        raise ModelNotFound(f"model {spec!r} is in the catalogue but not installed: install it with "
+                            f"`textgen models get {spec}` (checked against its sha256)")
     snapshot = _cached_snapshot(spec)
     if snapshot is not None:
         return describe(snapshot, name=spec, source="hf-cache", size_bytes=_repo_size(snapshot))
@@ -106,27 +129,18 @@ def list_models(configured: Iterable[str] = (), dirs: Iterable[str | Path] = ())
 
 
 def describe(path: Path, *, name: str, source: str, size_bytes: int | None = None) -> ModelInfo:
-    """Read a model directory's ``textgen.json`` (tasks, decoding defaults), falling back to
-    ``config.json`` to infer the tasks of a plain HF model."""
-    meta = _read_json(path / "textgen.json")
-    if not isinstance(meta.get("tasks"), list):
-        meta["tasks"] = _infer_tasks(_read_json(path / "config.json"), path)
+    """A model directory (or GGUF file) as its ``textgen.json`` and family describe it."""
+    model_dir = ModelDir.read(path)
+    family = family_of(path)
     return ModelInfo(
-        name=meta.get("name") if source == "embedded" and isinstance(meta.get("name"), str) else name,
+        name=model_dir.name if source == "embedded" else name,
         source=source,
         path=path,
-        size_bytes=_dir_size(path) if size_bytes is None else size_bytes,
-        tasks=[str(t) for t in meta["tasks"]],
-        decoding=per_task(meta, "decoding"),
-        options=per_task(meta, "options"),
+        size_bytes=(_dir_size(path) if path.is_dir() else path.stat().st_size) if size_bytes is None else size_bytes,
+        tasks=model_dir.tasks if model_dir.tasks is not None else family.tasks(path),
+        dir=model_dir,
+        family=family.name,
     )
-
-
-def per_task(meta: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
-    """A per-task section of textgen.json (``decoding``, ``options``): task -> settings, entries
-    that are not objects dropped."""
-    section = meta.get(key)
-    return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
 
 
 # ---------------------------------------------------------------------- local and embedded
@@ -135,12 +149,21 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _local(spec: str, path: Path) -> ModelInfo:
+    """A model directory, a GGUF file, or a directory holding exactly one GGUF file."""
     if path.is_file():
-        raise ModelNotFound(f"model {spec!r} is a file; a model is a directory (config.json, weights, vocabulary)")
+        if not is_gguf(path):
+            raise ModelNotFound(f"model {spec!r} is a file but not a GGUF model; a model is a .gguf file or a "
+                                "directory (config.json, weights, vocabulary)")
+        return describe(path.resolve(), name=spec, source="local")
     if not path.is_dir():
-        raise ModelNotFound(f"model {spec!r}: no such directory; {_available_line()}")
+        raise ModelNotFound(f"model {spec!r}: no such file or directory; {_available_line()}")
     if not (path / "config.json").is_file():
-        raise ModelNotFound(f"model {spec!r}: {path} is not a model directory (it has no config.json)")
+        ggufs = sorted(p for p in path.glob("*.gguf") if p.is_file())
+        if len(ggufs) == 1:
+            return describe(ggufs[0].resolve(), name=spec, source="local")
+        if len(ggufs) > 1:
+            raise ModelNotFound(f"model {spec!r}: {path} holds {len(ggufs)} GGUF files; name one of them")
+        raise ModelNotFound(f"model {spec!r}: {path} is not a model directory (it has no config.json or .gguf file)")
     return describe(path.resolve(), name=spec, source="local")
 
 
@@ -195,36 +218,6 @@ def _repo_size(snapshot: Path) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
-def _infer_tasks(config: dict[str, Any], path: Path) -> list[str]:
-    """Tasks of a plain HF model with no textgen.json: encoder-decoders write titles, causal LMs
-    with a chat template serve every task (textgen/models/chat.py), other causal LMs continue
-    text and score searches (``textgen search --model``); anything else is not known to serve a task."""
-    if config.get("is_encoder_decoder"):
-        return ["title"]
-    if any(a.endswith(("CausalLM", "LMHeadModel")) for a in config.get("architectures") or []):
-        return list(CHAT_TASKS) if has_chat_template(path) else ["continue", "search"]
-    return []
-
-
-def has_chat_template(path: Path) -> bool:
-    """Whether the directory's tokenizer has a chat template: in ``tokenizer_config.json`` (older
-    saves), or as ``chat_template.jinja`` / ``chat_template.json`` (transformers 4.43+ saves)."""
-    if (path / "chat_template.jinja").is_file():
-        return True
-    for name in ("chat_template.json", "tokenizer_config.json"):
-        if _read_json(path / name).get("chat_template"):
-            return True
-    return False
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
 

@@ -1,10 +1,12 @@
-"""The prompts chat models get for each task: data (``chat.toml``), not code.
+"""Chat prompts: data the tasks own and users override.
 
 A chat model (``textgen.models.chat``) serves the seq2seq-style tasks by rendering a prompt around
-the input with the model's own chat template. The prompts ship in ``chat.toml`` beside this file;
-a user overrides them, strongest first, with ``--prompt-file FILE`` and with ``[prompts.<key>]``
-tables in the config file. Both have the shape of ``chat.toml`` and may give only some keys: a
-table that sets only ``user`` keeps the shipped ``system`` message.
+the input with the model's own chat template. Each task ships its prompts (``Task.prompts``;
+``textgen.tasks.PROMPTS`` gathers them); a user overrides them, strongest first, with
+``--prompt-file FILE`` and with ``[prompts.<key>]`` tables in the config file. Both are TOML files
+of the shape ``to_toml`` writes (``textgen models prompts`` prints the prompts in force) and may
+give only some keys: a table that sets only ``user`` keeps the shipped ``system`` message. A
+replacement must keep the placeholders of the shipped prompt (``{text}`` is where the input goes).
 
 No torch here: the command line reads and checks prompts before any model loads.
 """
@@ -15,24 +17,8 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-# Placeholders each prompt must hold (``text`` is the task's input: article, document, passage).
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "title": ("text",),
-    "summarize": ("text",),
-    "qa": ("text",),
-    "qa_question": ("text", "answer"),
-    "qa_check": ("text", "question"),
-}
-PROMPT_KEYS = tuple(REQUIRED)
-# Tasks that feed the model raw text (no template): a continuation continues the text itself,
-# and search scores sentences as they are.
-RAW_TASKS = ("continue", "search")
-# Every task a chat model serves (``textgen models list`` shows these).
-CHAT_TASKS = ("title", "summarize", "qa", "continue", "search")
 
 _PLACEHOLDER = re.compile(r"\{(text|answer|question)\}")
 
@@ -65,40 +51,35 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
-def default_prompts() -> dict[str, Prompt]:
-    """The shipped prompts (``chat.toml``)."""
-    text = resources.files(__name__).joinpath("chat.toml").read_text(encoding="utf-8")
-    return merge({}, tomllib.loads(text), "chat.toml")
-
-
-def read_prompt_file(path: str | Path) -> dict[str, Any]:
+def read_prompt_file(path: str | Path, shipped: Mapping[str, Prompt]) -> dict[str, Any]:
     """The tables of a user's prompt file (TOML), checked against the known keys."""
     path = Path(path).expanduser()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PromptError(f"cannot read prompt file {path}: {exc}") from None
-    merge(default_prompts(), data, str(path))  # check it now, with the file named in the message
+    merge(shipped, data, str(path))  # check it now, with the file named in the message
     return data
 
 
-def load_prompts(*layers: Mapping[str, Any]) -> dict[str, Prompt]:
+def load_prompts(shipped: Mapping[str, Prompt], *layers: Mapping[str, Any]) -> dict[str, Prompt]:
     """The shipped prompts, then each layer of ``{key: {user, system, answer_start}}`` tables
     (the config file's ``[prompts]``, then a ``--prompt-file``) over them."""
-    prompts = default_prompts()
+    prompts = dict(shipped)
     for layer in layers:
         prompts = merge(prompts, layer, "prompts")
     return prompts
 
 
-def merge(base: dict[str, Prompt], tables: Mapping[str, Any], where: str) -> dict[str, Prompt]:
+def merge(base: Mapping[str, Prompt], tables: Mapping[str, Any], where: str) -> dict[str, Prompt]:
     """``base`` with ``tables`` applied key by key; a bad key, field or template is a
-    ``PromptError`` naming ``where``."""
+    ``PromptError`` naming ``where``. Only keys of ``base`` exist, and each keeps the
+    placeholders of its ``base`` prompt."""
     out = dict(base)
     names = {f.name for f in fields(Prompt)}
     for key, table in tables.items():
-        if key not in REQUIRED:
-            raise PromptError(f"{where}: unknown prompt {key!r} (known: {', '.join(PROMPT_KEYS)})")
+        if key not in base:
+            raise PromptError(f"{where}: unknown prompt {key!r} (known: {', '.join(base)})")
         if not isinstance(table, Mapping):
             raise PromptError(f"{where}: [{key}] must be a table with user, system, answer_start")
         unknown = sorted(set(table) - names)
@@ -107,9 +88,9 @@ def merge(base: dict[str, Prompt], tables: Mapping[str, Any], where: str) -> dic
         for name, value in table.items():
             if not isinstance(value, str):
                 raise PromptError(f"{where}: [{key}] {name} must be a string, not {value!r}")
-        prompt = replace(out[key], **table) if key in out else Prompt(**{"user": "", **table})
+        prompt = replace(out[key], **table)
         have = set(placeholders(prompt.user + prompt.system))
-        missing = [p for p in REQUIRED[key] if p not in have]
+        missing = [p for p in dict.fromkeys(placeholders(base[key].user + base[key].system)) if p not in have]
         if missing:
             holes = ", ".join("{" + p + "}" for p in missing)
             raise PromptError(f"{where}: [{key}] user must contain {holes} (where the input goes)")

@@ -87,7 +87,7 @@ def continuation_log_prob(adapter, prompts: Sequence[Sequence[int]], targets: Se
 
 @torch.inference_mode()
 def _score_causal(adapter, prompts, targets) -> list[float]:
-    from textgen.models.adapters import _pad
+    from textgen.models.adapters import pad_rows
 
     room = adapter.input_limit(max(len(t) for t in targets))
     fit = getattr(adapter, "fit_prompt", lambda ids, _room: ids)
@@ -98,7 +98,7 @@ def _score_causal(adapter, prompts, targets) -> list[float]:
             prompt = fit(prompt, room)
             prompt = prompt[len(prompt) - min(room, len(prompt)) :]
         rows.append(prompt + list(target))
-    ids, mask = _pad(rows, adapter.pad_token_id, left=True, device=adapter.device)
+    ids, mask = pad_rows(rows, adapter.pad_token_id, left=True, device=adapter.device)
     positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
     # Only the last positions predict target tokens (rows are left padded): with a 150k vocabulary,
     # logits for every position of 16 long prompts would take gigabytes.

@@ -19,12 +19,15 @@ the window's own text (``spans.answer_constraint``), never from the prompt aroun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from textgen.qa.check import answer_log_prob, continuation_log_prob
 from textgen.qa.prefill import TargetPrefix
 from textgen.qa.spans import DecodedSpelling, Spelling
+
+if TYPE_CHECKING:
+    from textgen.prompts import Prompt
 
 ANSWER_TOKENS = 24  # the answer length the model learned (training cut answers at 24 tokens)
 
@@ -82,38 +85,42 @@ class UniLMDriver:
 
 
 class ChatDriver:
-    """A chat LLM (``ChatAdapter``) through its ``qa``, ``qa_question`` and ``qa_check`` prompts."""
+    """A chat LLM (``textgen.models.chat``) through the task's ``qa``, ``qa_question`` and
+    ``qa_check`` prompts (``prompts``: key -> ``Prompt``)."""
 
-    def __init__(self, adapter: Any) -> None:
+    def __init__(self, adapter: Any, prompts: Mapping[str, Prompt]) -> None:
         self.adapter = adapter
+        self.prompts = prompts
 
     def answer_inputs(self, windows: Sequence[str]) -> list[list[int]]:
-        return [self.adapter.encode_prompt("qa", text=w) for w in windows]
+        return [self.adapter.encode_prompt(self.prompts["qa"], text=w) for w in windows]
 
     def spelling(self, window: str) -> DecodedSpelling:
         return DecodedSpelling(window)
 
     def question_inputs(self, windows: Sequence[str], answers: Sequence[str]) -> tuple[Any, list[list[int]]]:
-        return self.adapter, [self.adapter.encode_prompt("qa_question", text=w, answer=a) for w, a in zip(windows, answers)]
+        question = self.prompts["qa_question"]
+        return self.adapter, [self.adapter.encode_prompt(question, text=w, answer=a) for w, a in zip(windows, answers)]
 
     def check(self, windows: Sequence[str], answers: Sequence[str], questions: Sequence[Sequence[int]]) -> list[float]:
         decode = self.adapter.decode
-        prompts = [self.adapter.encode_prompt("qa_check", text=w, question=decode(q)) for w, q in zip(windows, questions)]
+        reader = self.prompts["qa_check"]
+        prompts = [self.adapter.encode_prompt(reader, text=w, question=decode(q)) for w, q in zip(windows, questions)]
         end = (self.adapter.turn_end_ids or self.adapter.eos_token_ids)[0]  # answers exactly this, then ends its turn
         targets = [[*self.adapter.source_ids(a), end] for a in answers]
         return continuation_log_prob(self.adapter, prompts, targets)
 
 
-def driver_for(adapter: Any, source_prefix: dict[str, str] | None = None) -> QADriver:
-    """The driver of ``adapter``; ValueError, said once at load time, for a model that cannot do QA."""
+def driver_for(adapter: Any, source_prefix: Mapping[str, str], prompts: Mapping[str, Prompt]) -> QADriver:
+    """The driver of ``adapter`` (``source_prefix``: a UniLM model's, from its textgen.json;
+    ``prompts``: a chat model's); ValueError, said before any record, for a model that cannot do QA."""
     from textgen.models.adapters import BackboneSeq2Seq
     from textgen.models.chat import is_chat
 
     if is_chat(adapter):
-        return ChatDriver(adapter)
+        return ChatDriver(adapter, prompts)
     if isinstance(adapter, BackboneSeq2Seq):
-        prefix = source_prefix or {}
-        return UniLMDriver(adapter, qa_prefix=prefix.get("qa", ""), check_prefix=prefix.get("qa_check", ""))
+        return UniLMDriver(adapter, qa_prefix=source_prefix.get("qa", ""), check_prefix=source_prefix.get("qa_check", ""))
     raise ValueError(f"qa needs a UniLM model in textgen's BERT format (trained on answer [SEP] question) or a chat "
                      f"model (a causal LM whose tokenizer has a chat template); {adapter.name} is a "
                      f"{type(adapter).__name__}")

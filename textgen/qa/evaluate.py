@@ -28,7 +28,8 @@ from typing import Any
 
 from textgen.evaluation.metrics import MetricReport, score_pair
 from textgen.io import Record
-from textgen.qa.pairs import QUESTION_MARKS, QAPair, is_duplicate, same_answer
+from textgen.output import Output
+from textgen.qa.pairs import QUESTION_MARKS, is_duplicate, same_answer
 from textgen.qa.rule import rule_question
 
 UNIT = "char"
@@ -109,8 +110,8 @@ def read_qa_data(path: Path) -> list[Passage]:
 Progress = Callable[[int], None]
 
 
-def _run(task: Any, records: list[Record], config: Any, batch_size: int, advance: Progress) -> list[dict]:
-    outputs: list[dict] = []
+def _run(task: Any, records: list[Record], config: Any, batch_size: int, advance: Progress) -> list[Output]:
+    outputs: list[Output] = []
     for first in range(0, len(records), batch_size):
         batch = records[first : first + batch_size]
         outputs += task.run(batch, config)
@@ -149,14 +150,14 @@ def evaluate_aware(task: Any, config: Any, passages: list[Passage], *, batch_siz
     start = time.perf_counter()
     outputs = _run(task, records, config, batch_size, advance)
     seconds = time.perf_counter() - start
-    questions = [out["pairs"][0]["question"] if out.get("pairs") else "" for out in outputs]
+    questions = [out.pairs[0].question if out.pairs else "" for out in outputs]
     samples = [score_pair(q, g.question, UNIT) for q, g in zip(questions, golds)]
     rows = [{"id": rec.id, "answer": g.answer, "question": q, "reference": g.question,
              "rule": rule_question(rec.text or "", g.answer, g.start), "rougeL": round(s["rougeL"], 2)}
             for rec, g, q, s in zip(records, golds, questions, samples)]
     return AwareResult(
         model=MetricReport.from_samples(samples, UNIT), rule=rule_report(passages), questions=len(golds),
-        failed=sum(bool(out.get("error")) for out in outputs),
+        failed=sum(out.error is not None for out in outputs),
         without_mark=sum(bool(q) and not q.endswith(QUESTION_MARKS) for q in questions), seconds=seconds, rows=rows,
     )
 
@@ -196,7 +197,7 @@ def evaluate_free(task: Any, config: Any, passages: list[Passage], *, batch_size
     counts = dict.fromkeys(("pairs", "spans", "gold", "dups", "marks", "short"), 0)
     rows, matched = [], []
     for passage, out in zip(passages, outputs):
-        pairs = [QAPair(p["question"], p["answer"], p["start"], p["score"]) for p in out.get("pairs", [])]
+        pairs = list(out.pairs or [])
         counts["pairs"] += len(pairs)
         counts["short"] += len(pairs) < config.num_return_sequences
         for k, pair in enumerate(pairs):
@@ -209,11 +210,11 @@ def evaluate_free(task: Any, config: Any, passages: list[Passage], *, batch_size
             counts["gold"] += gold is not None
             counts["dups"] += dup
             counts["marks"] += not pair.question.endswith(QUESTION_MARKS)
-            rows.append({"passage": out["id"], **pair.to_dict(), "span": span, "gold_question": gold.question if gold else None,
+            rows.append({"passage": out.id, **pair.to_dict(), "span": span, "gold_question": gold.question if gold else None,
                          "duplicate": dup})
     return FreeResult(
         passages=len(passages), n=config.num_return_sequences, pairs=counts["pairs"], spans=counts["spans"],
         gold_matches=counts["gold"], duplicates=counts["dups"], without_mark=counts["marks"], short=counts["short"],
-        failed=sum(bool(out.get("error")) for out in outputs), seconds=seconds, rows=rows,
+        failed=sum(out.error is not None for out in outputs), seconds=seconds, rows=rows,
         matched_rougeL=sum(matched) / len(matched) if matched else None,
     )

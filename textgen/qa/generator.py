@@ -32,6 +32,7 @@ from textgen.decoding import DecodingConfig, generate
 from textgen.qa import spans
 from textgen.qa.drivers import ANSWER_TOKENS, QADriver
 from textgen.qa.pairs import QAPair, as_question, core_text, is_duplicate, same_place
+from textgen.qa.rule import rule_question
 from textgen.qa.script import Script
 from textgen.qa.windows import Window, answer_window, tiles
 
@@ -109,6 +110,16 @@ def answer_config(config: DecodingConfig, per_window: int) -> DecodingConfig:
     )
 
 
+def _not_echoing(hyps: Sequence[Any], answer: str, decode: Any) -> Any:
+    """The best of a beam's questions that does not hold its own answer (a question that states
+    its answer asks nothing; chat models often echo it), else the best."""
+    needle = core_text(answer)
+    for hyp in hyps:
+        if not needle or needle not in core_text(decode(hyp.token_ids)):
+            return hyp
+    return hyps[0]
+
+
 class QAGenerator:
     """Question-answer pairs from any model a driver (``textgen.qa.drivers``) can ask: a UniLM
     backbone trained on ``问答：``/``阅读：``, or a chat LLM through its QA prompts."""
@@ -119,18 +130,22 @@ class QAGenerator:
 
     # ------------------------------------------------------------------ stage 2 (+3): questions
     def ask(self, asks: Sequence[Ask], config: DecodingConfig, *, beams: int = 1, check: bool = True,
-            copy: str = "numbers") -> list[Asked]:
-        """The question for each answer, under the copy rules ``copy`` (``question_copy``);
-        scored by the round trip when ``check``."""
+            copy: str = "numbers", questions: str = "model") -> list[Asked]:
+        """The question for each answer: written by the model under the copy rules ``copy``
+        (``question_copy``), or, with ``questions="rule"``, the rule baseline (``textgen.qa.rule``:
+        the answer's sentence with the answer replaced by 什么); scored by the round trip when
+        ``check``."""
         if not asks:
             return []
         windows = [answer_window(a.script.text, a.start, a.length).text for a in asks]
         answers = [a.script.text[a.start : a.start + a.length] for a in asks]
-        qconfig = question_config(config, beams)
+        if questions == "rule":
+            return self._rule_questions(asks, windows, answers, check)
+        qconfig = question_config(config, beams).replace(num_return_sequences=beams)
         rules = question_copy(self.adapter, windows, copy, qconfig.max_new_tokens)
         decoder, inputs = self.driver.question_inputs(windows, answers)
         hyps = generate(decoder, inputs, qconfig, processors=rules)
-        best = [hs[0] for hs in hyps]
+        best = [_not_echoing(hs, answer, self.adapter.decode) for hs, answer in zip(hyps, answers)]
         texts = [self.adapter.decode(h.token_ids) for h in best]
         if check:
             scores = self.driver.check(windows, answers, [h.token_ids for h in best])
@@ -138,9 +153,17 @@ class QAGenerator:
             scores = [h.score / (len(h.token_ids) + 1) if beams == 1 else h.score for h in best]
         return [Asked(a.script.question(as_question(t)), s, h.finished) for a, t, s, h in zip(asks, texts, scores, best)]
 
+    def _rule_questions(self, asks: Sequence[Ask], windows: list[str], answers: list[str], check: bool) -> list[Asked]:
+        texts = [rule_question(a.script.text, answer, a.start) for a, answer in zip(asks, answers)]
+        if check:
+            scores = self.driver.check(windows, answers, [self.adapter.source_ids(t) for t in texts])
+        else:
+            scores = [0.0] * len(texts)
+        return [Asked(a.script.question(t), s, True) for a, t, s in zip(asks, texts, scores)]
+
     # ------------------------------------------------------------------ the whole pipeline
     def pairs(self, scripts: Sequence[Script], config: DecodingConfig, n: int, *, beams: int = 1,
-              check: bool = True, copy: str = "numbers") -> list[Generated]:
+              check: bool = True, copy: str = "numbers", questions: str = "model") -> list[Generated]:
         """Up to ``n`` pairs per passage (fewer when it holds fewer distinct answers)."""
         plans = [self._windows(s, n) for s in scripts]
         flat = [(i, k, w) for i, (ws, _) in enumerate(plans) for k, w in enumerate(ws)]
@@ -155,7 +178,7 @@ class QAGenerator:
         # Questions only for the likeliest answers at distinct places, spread over the windows.
         chosen = [(i, k, c) for i, cs in enumerate(candidates) for k, c in _spread(cs, ASKED_PER_PAIR * n, same_place)]
         asks = [Ask(scripts[i], c.start, len(c.answer)) for i, _, c in chosen]
-        asked = self.ask(asks, config, beams=beams, check=check, copy=copy)
+        asked = self.ask(asks, config, beams=beams, check=check, copy=copy, questions=questions)
         ranked: list[list[tuple[int, QAPair]]] = [[] for _ in scripts]
         for (i, k, c), a in zip(chosen, asked):
             if a.question and a.finished:

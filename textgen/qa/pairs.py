@@ -14,21 +14,11 @@ from __future__ import annotations
 import difflib
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+
+from textgen.output import QAPair
 
 QUESTION_SIMILARITY = 0.8
 QUESTION_MARKS = ("？", "?")
-
-
-@dataclass(frozen=True)
-class QAPair:
-    question: str
-    answer: str  # always passage[start : start + len(answer)]
-    start: int  # character offset of the answer in the whole passage
-    score: float  # higher is better (see textgen.qa.generator for what it measures)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "score": round(self.score, 4)}
 
 
 def core_text(text: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from textgen.search.lm import BackboneLM, HFScorer, TextScorer
+from textgen.search.lm import BackboneLM, HFScorer, StepScorer, TextScorer
 from textgen.tasks.base import CHARS_PER_TOKEN
 from textgen.search.problems import (
     SearchInputError,
@@ -109,7 +109,6 @@ class Searcher:
 
 def load_backbone_lm(spec: str | Path, *, device: str = "cpu", allow_pickle: bool = False, bf16: bool | None = None) -> BackboneLM:
     """A ``BackboneLM`` from an embedded model name or a BERT-family model directory."""
-    from textgen.models.adapters import meta_tokens
     from textgen.models.backbone import BertBackbone
     from textgen.models.registry import resolve
     from textgen.tokenizer import ChineseTokenizer
@@ -120,14 +119,13 @@ def load_backbone_lm(spec: str | Path, *, device: str = "cpu", allow_pickle: boo
         tokenizer = ChineseTokenizer.from_dir(info.path)
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{info.name}: not a BERT-family model with a vocab.txt ({exc})") from None
-    return BackboneLM(model, tokenizer, name=info.name, window=meta_tokens(info.path, "max_context_tokens"), bf16=bf16)
+    return BackboneLM(model, tokenizer, name=info.name, window=info.dir.max_context_tokens, bf16=bf16)
 
 
-def from_adapter(adapter: Any, proposer: str = "", *, allow_pickle: bool = False) -> Searcher:
+def from_adapter(adapter: Any, proposer: str = "", *, default_proposer: str = "", allow_pickle: bool = False) -> Searcher:
     """The searcher of a task's causal adapter: our backbone proposes and scores by itself; any
-    other causal LM scores, and ``proposer`` (default: the search task's default model) proposes."""
+    other causal LM scores, and ``proposer`` (default: ``default_proposer``, a BERT-family model) proposes."""
     from textgen.models.adapters import BackboneCausal
-    from textgen.models.registry import DEFAULT_MODELS
 
     device = str(adapter.device)
     if isinstance(adapter, BackboneCausal):
@@ -135,5 +133,9 @@ def from_adapter(adapter: Any, proposer: str = "", *, allow_pickle: bool = False
         if not proposer:
             return Searcher(lm)
         return Searcher(load_backbone_lm(proposer, device=device, allow_pickle=allow_pickle), BackboneTextScorer(lm))
-    scorer = HFScorer(adapter.model, adapter.tokenizer, name=adapter.name)
-    return Searcher(load_backbone_lm(proposer or DEFAULT_MODELS["search"], device=device, allow_pickle=allow_pickle), scorer)
+    from textgen.models.adapters import HFCausal
+
+    # A Hugging Face model scores whole sentences in one forward pass; any other causal adapter
+    # (a GGUF model on llama.cpp) through the step interface.
+    scorer = HFScorer(adapter.model, adapter.tokenizer, name=adapter.name) if isinstance(adapter, HFCausal) else StepScorer(adapter)
+    return Searcher(load_backbone_lm(proposer or default_proposer, device=device, allow_pickle=allow_pickle), scorer)

@@ -141,14 +141,14 @@ class BackboneLM:
         """log p(target) at each row of ``hidden`` ``[P, H]``. The vocabulary projection runs in
         row chunks small enough for the logits to stay in cache (2x faster than one big block
         here), in bf16 when autocast is on; the log-sum-exp in float32."""
-        from textgen.decoding.search import _chosen_log_prob
+        from textgen.decoding.search import chosen_log_prob
 
         weight, bias = self._head_weight(), self.model.head_bias
         out = []
         for start in range(0, len(hidden), self.head_rows):
             states = self.model.head_states(hidden[start : start + self.head_rows])
             logits = torch.nn.functional.linear(states.to(weight.dtype), weight).float() + bias
-            out.append(_chosen_log_prob(logits, targets[start : start + self.head_rows]))
+            out.append(chosen_log_prob(logits, targets[start : start + self.head_rows]))
         return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
     def _head_weight(self) -> torch.Tensor:
@@ -286,3 +286,44 @@ class HFScorer:
                 logp = logits.log_softmax(-1).gather(2, ids[:, 1:, None]).squeeze(2)
                 out[start : start + len(part)] = (logp * mask[:, 1:]).sum(1).cpu()
         return out
+
+
+class StepScorer:
+    """Sentence log-probabilities ``log p(text <end> | <start>)`` under any causal adapter of the
+    step interface (a GGUF model on llama.cpp): all sentences in one batch, fed a token at a time
+    (``start`` with the start token, then ``step``), the log-probability of each next token summed.
+
+    ``<start>`` is the model's BOS, else the end token that separates its training documents (as
+    a raw continuation starts); ``<end>`` is that same document end."""
+
+    def __init__(self, adapter: Any, *, name: str = "") -> None:
+        self.adapter = adapter
+        self.name = name or adapter.name
+        bos = getattr(adapter, "bos_token_id", None)
+        # A chat adapter knows the token between its training documents (Qwen's <|endoftext|>);
+        # its turn end (<|im_end|>) ends a chat answer, not a sentence.
+        self.end = getattr(adapter, "doc_start", None) or adapter.eos_token_ids[0]
+        self.begin = getattr(adapter, "doc_start", None) or (bos if bos is not None else self.end)
+        self.window = adapter.input_limit(1)
+
+    def ids(self, text: str) -> list[int]:
+        return [self.begin, *self.adapter.source_ids(text), self.end]
+
+    def length(self, text: str) -> int:
+        return len(self.ids(text))
+
+    def sentence_logp(self, texts: Sequence[str]) -> torch.Tensor:
+        rows = [self.ids(t) for t in texts]
+        width = max(len(r) for r in rows)
+        pad = self.adapter.pad_token_id
+        total = torch.zeros(len(rows), dtype=torch.float32)
+        with torch.inference_mode():
+            logits, state = self.adapter.start([[r[0]] for r in rows], width)
+            for j in range(1, width):
+                tokens = torch.tensor([r[j] if j < len(r) else pad for r in rows], dtype=torch.long)
+                live = torch.tensor([j < len(r) for r in rows])
+                logp = logits.float().log_softmax(-1).gather(1, tokens[:, None]).squeeze(1)
+                total += torch.where(live, logp, torch.zeros_like(logp))
+                if j < width - 1:
+                    logits, state = self.adapter.step(state, tokens)
+        return total

@@ -175,11 +175,11 @@ def weights_cache(model_dir: Path, root: Path, cache: Path | None = None) -> tup
     """The cache directory (``cache``, else ``root/<model name>-<weights hash>``; created) and the
     SHA-256 of the backbone's weights: where a training script keeps what it computed from these
     weights, so a rerun after a stop resumes and new weights start afresh."""
-    from textgen.models.adapters import textgen_meta
+    from textgen.models.model_dir import ModelDir
     from textgen.summarize.extractor import backbone_fingerprint
 
     fingerprint = backbone_fingerprint(model_dir)
-    name = textgen_meta(model_dir).get("name") or Path(model_dir).name
+    name = ModelDir.read(model_dir).name
     cache = Path(cache) if cache is not None else Path(root) / f"{name}-{fingerprint[:8]}"
     cache.mkdir(parents=True, exist_ok=True)
     return cache, fingerprint

@@ -8,16 +8,19 @@ returned, never the prompt or the re-spelled remainder.
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textgen.tasks.base import Prepared, Task
+
+if TYPE_CHECKING:
+    from textgen.decoding.config import DecodingConfig
 
 
 class ContinuationTask(Task):
     name = "continue"
     kind = "causal"
     summary = "Continue each text; prints only the continuation."
+    default_model = "mini-zh-lm"
     # Sampling with a nucleus cut-off reads better than greedy text, which loops.
     defaults: ClassVar[dict[str, Any]] = {
         "do_sample": True,
@@ -31,19 +34,18 @@ class ContinuationTask(Task):
         "prompt that ends inside a word continues that word."
     }
 
-    @cached_property
-    def _vocab(self) -> Any:
-        """The healing prefix index; building it walks the vocabulary, so once per task (a chat
-        adapter keeps its own, shared by the tasks on it)."""
+    def vocabulary(self) -> Any:
+        """The healing prefix index; building it walks the vocabulary (150k tokens for Qwen), so
+        it is built once per model and shared by every run on it."""
         from textgen.decoding.healing import Vocabulary
 
-        return getattr(self.adapter, "vocabulary", None) or Vocabulary(self.adapter.token_texts())
+        return self.model.cached("healing-vocabulary", lambda: Vocabulary(self.adapter.token_texts()))
 
-    def prepare(self, texts: list[str]) -> Prepared:
+    def prepare(self, texts: list[str], config: DecodingConfig) -> Prepared:
         from textgen.decoding.healing import heal
 
         enabled = self.settings["heal"]
-        healed, constraint = heal(self.adapter, texts, enabled=enabled, vocab=self._vocab if enabled else None)
+        healed, constraint = heal(self.adapter, texts, enabled=enabled, vocab=self.vocabulary() if enabled else None)
         return Prepared(
             [h.context_ids for h in healed],
             [constraint] if constraint else [],

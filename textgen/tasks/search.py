@@ -1,6 +1,6 @@
 """Search-based generation as a task: keywords, infill or rewrite by MCMC (``textgen.search``).
 
-Not an autoregressive decode, so ``_generate`` is overridden: each record is searched on its own
+Not an autoregressive decode, so ``generate`` searches instead of decoding: each record is searched on its own
 (its chains batched together), which also makes a seed give the same output whatever the batch.
 Decoding settings that apply: ``temperature`` (of the chains), ``top_k`` (candidates per
 proposal; 0 = the whole vocabulary), ``num_return_sequences`` (distinct best sentences),
@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textgen.io import Record
+from textgen.output import Candidate
 from textgen.search.problems import MODES
-from textgen.tasks.base import Task
+from textgen.tasks.base import OnText, Task
 
 if TYPE_CHECKING:
     from textgen.decoding.config import DecodingConfig
+    from textgen.output import Output
     from textgen.search import Searcher, Step
 
 HELP = """Generate by searching: a sentence holding keywords, blanks filled, or a text reworded.
@@ -44,13 +46,16 @@ infill: fill the blanks, keep every other character as it is;
 rewrite: the same meaning in other words; --keep pins words:
   textgen search --mode rewrite --keep 图书馆 "市图书馆新馆今天向读者开放。"
 
-Search settings: --steps and --chains (proposals per chain, chains per input), --temperature and --anneal (cooling to this temperature by the last step), --top-k (candidates per proposal; 0 = the whole vocabulary), --gamma, -n (distinct sentences), --max-new-tokens (most tokens added), --seed (same seed, same output), --trace FILE (every step as JSON lines). --beam, --top-p and the repetition flags do not apply to search."""
+Search settings: --steps and --chains (proposals per chain, chains per input), --temperature and --anneal (cooling to this temperature by the last step), --top-k (candidates per proposal; 0 = the whole vocabulary), --gamma, -n (distinct sentences), --max-new-tokens (most tokens added), --seed (same seed, same output), --trace FILE (every step as JSON lines)."""
 
 
 class SearchTask(Task):
     name = "search"
     kind = "causal"
     summary = HELP
+    default_model = "mini-zh-lm"
+    # What search reads of the decoding settings (the command offers only these flags).
+    decoding_fields = ("temperature", "top_k", "num_return_sequences", "max_new_tokens", "seed")
     # Temperature 1 samples the target itself. 8 candidates per proposal (the reference code uses
     # 64) and 4 chains x 32 steps: on csl-kg-dev as fluent as 16 candidates, at half the cost.
     defaults: ClassVar[dict[str, Any]] = {"do_sample": True, "temperature": 1.0, "top_k": 8, "max_new_tokens": 24}
@@ -86,23 +91,17 @@ class SearchTask(Task):
             raise ValueError(f"{name} must be {'> 0' if name == 'gamma' else f'>= {low}'}, not {value!r}")
         return value
 
-    def __init__(self, adapter: Any, *, model: str, preset: dict[str, Any] | None = None, **options: Any) -> None:
-        super().__init__(adapter, model=model, preset=preset, **options)
-        self._searchers: dict[str, Searcher] = {}
-
     def searcher(self) -> Searcher:
-        """The searcher for the current ``proposer`` (loaded once per proposer)."""
+        """The searcher for the ``proposer`` option (loaded once per model and proposer)."""
         from textgen.search import from_adapter
 
         proposer = self.settings["proposer"]
-        if proposer not in self._searchers:
-            self._searchers[proposer] = from_adapter(self.adapter, proposer)
-        return self._searchers[proposer]
+        return self.model.cached(f"searcher\x00{proposer}", lambda: from_adapter(self.adapter, proposer, default_proposer=self.default_model))
 
-    def run(self, records: list[Record], config: DecodingConfig, **kw: Any) -> list[dict[str, Any]]:
+    def run(self, records: list[Record], config: DecodingConfig, **kw: Any) -> list[Output]:
         return super().run([_keywords_record(rec) for rec in records], config, **kw)
 
-    def _generate(self, records: list[Record], config: DecodingConfig) -> list[dict[str, Any]]:
+    def generate(self, records: list[Record], config: DecodingConfig, on_text: OnText | None = None) -> list[Output]:
         from textgen.search import SearchInputError, Settings, split_keywords
 
         opts = self.settings
@@ -123,29 +122,21 @@ class SearchTask(Task):
                         max_new=config.max_new_tokens, key=key, on_step=trace.write if trace.file else None,
                     )
             except SearchInputError as exc:
-                out.append(self._error(rec, str(exc)))
+                out.append(self.error(rec, str(exc)))
                 continue
             out.append(self._record(rec, result, settings))
         return out
 
-    def _record(self, rec: Record, result: Any, settings: Any) -> dict[str, Any]:
+    def _record(self, rec: Record, result: Any, settings: Any) -> Output:
         from textgen.search.sampler import describe
 
         if not result.outputs:
-            return self._error(rec, f"no {self.settings['mode']} result in {settings.steps} steps; raise --steps or --temperature")
-        out: dict[str, Any] = {
-            "id": rec.id,
-            "outputs": [{"text": text, "score": round(score, 4)} for text, score in result.outputs],
-            "model": self.model,
-            "task": self.name,
-            "search": {"mode": self.settings["mode"], **describe(result)},
-        }
-        warnings = [*rec.warnings, *result.warnings]
+            return self.error(rec, f"no {self.settings['mode']} result in {settings.steps} steps; raise --steps or --temperature")
+        warnings = list(result.warnings)
         if len(result.outputs) < settings.outputs:
             warnings.append(f"only {len(result.outputs)} distinct sentences found; raise --steps or --chains for more")
-        if warnings:
-            out["warnings"] = warnings
-        return out
+        candidates = [Candidate(text, round(score, 4)) for text, score in result.outputs]
+        return self.output(rec, candidates, warnings, search={"mode": self.settings["mode"], **describe(result)})
 
 
 def _keywords_record(rec: Record) -> Record:

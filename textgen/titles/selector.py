@@ -39,8 +39,15 @@ _ASCII_STOP = re.compile(r"(?<=\D\.)(?=[\u4e00-\u9fff])")
 
 
 def candidates(text: str) -> list[str]:
-    """The clauses a headline is chosen from: the first ``MAX_CLAUSES`` with any letter or digit."""
-    clauses = [part for c in split_clauses(text) for part in _ASCII_STOP.split(c)]
+    """The clauses a headline is chosen from: the first ``MAX_CLAUSES`` with any letter or digit.
+    The last clause of each line keeps its line break, so that ``headline`` never joins a clause
+    with the next line's (a line is a heading or a paragraph; the tokenizer ignores the break)."""
+    clauses: list[str] = []
+    for line in text.split("\n"):
+        parts = [part for c in split_clauses(line) for part in _ASCII_STOP.split(c)]
+        if parts:
+            parts[-1] += "\n"
+        clauses += parts
     return [c for c in clauses if any(ch.isalnum() for ch in c)][:MAX_CLAUSES]
 
 
@@ -59,7 +66,7 @@ def headline(clauses: Sequence[str], index: int, min_chars: int = MIN_CHARS) -> 
     """Clause ``index`` as a headline: without punctuation or spaces at its ends, joined with the
     following clause while it is shorter than ``min_chars`` characters."""
     parts, j = [clauses[index]], index + 1
-    while len("".join(parts).strip(_LOOSE)) < min_chars and j < len(clauses):
+    while len("".join(parts).strip(_LOOSE)) < min_chars and j < len(clauses) and not parts[-1].endswith("\n"):
         parts.append(clauses[j])
         j += 1
     text = "".join(parts).strip(_LOOSE)

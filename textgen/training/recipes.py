@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from textgen.models.backbone import BertBackbone, BertConfig
-from textgen.models.model_dir import read_meta, save_model_dir
+from textgen.models.model_dir import ModelDir
+from textgen.training.export import save_model_dir
 from textgen.tokenizer import ChineseTokenizer, build_vocab
 from textgen.training.data import MixedBatches, TokenData, pair_ids, specials_of, text_windows
 from textgen.training.objectives import LossModel, batch_loss, causal_batch, masked_batch, seq2seq_batch
@@ -61,7 +62,7 @@ def load_base(path: str | os.PathLike, *, allow_pickle: bool = False) -> tuple[B
     path = Path(path)
     if not (path / "vocab.txt").exists():
         raise FileNotFoundError(f"{path}: no vocab.txt; a BERT-style base model needs its vocabulary")
-    return BertBackbone.load(path, allow_pickle=allow_pickle), ChineseTokenizer.from_dir(path), read_meta(path)
+    return BertBackbone.load(path, allow_pickle=allow_pickle), ChineseTokenizer.from_dir(path), ModelDir.read(path).meta
 
 
 def fitting_lengths(context: int) -> dict:

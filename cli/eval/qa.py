@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .console import fail, warn
-from .eval import BatchOption, DataOption, DeviceOption, FormatOption, PickleOption, ReportFormat, _emit, load_eval_task
+from ..console import fail, warn
+from .common import BatchOption, DataOption, DeviceOption, FormatOption, PickleOption, ReportFormat, _emit, eval_job
 
 
 class Mode(str, Enum):
@@ -59,9 +59,10 @@ def qa(
     if not passages:
         fail(f"--data {data}: no answerable questions to evaluate")
     overrides: dict[str, Any] = {"seed": seed, **({"num_return_sequences": num} if num else {})}
-    info, config, task = load_eval_task("qa", model, device, allow_pickle, overrides)
-    task.configure(**{k: v for k, v in (("check", check), ("question_beams", question_beams)) if v is not None})
-    from .output import progress_bar
+    options = {k: v for k, v in (("check", check), ("question_beams", question_beams)) if v is not None}
+    job = eval_job("qa", model, device, allow_pickle, overrides, options)
+    info, config, task = job.info, job.config, job.task
+    from ..output import progress_bar
 
     golds = sum(len(p.golds) for p in passages)
     result: dict[str, Any] = {"model": info.name, "data": str(data), "passages": len(passages), "unit": "char",

@@ -10,14 +10,15 @@ ceiling of any clause extractor). Scores: char ROUGE-1/2/L F1 and the CAIL2020 s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .console import fail, warn
-from .eval import BatchOption, DataOption, DeviceOption, FormatOption, LimitOption, PickleOption, ReportFormat, _check_records, _device, _read, _settings
+from ..console import fail, warn
+from .common import BatchOption, DataOption, DeviceOption, FormatOption, LimitOption, PickleOption, ReportFormat, _check_records, _read, eval_job, run_records
 
 
 def read_summary_pairs(data: Path, *, text_field: str, ref_field: str) -> list[tuple[Any, str]]:
@@ -33,24 +34,20 @@ def read_summary_pairs(data: Path, *, text_field: str, ref_field: str) -> list[t
     return pairs
 
 
-def _run(task: Any, records: list[Any], config: Any, batch_size: int, label: str) -> list[dict[str, Any]]:
-    from .output import progress_bar
+def _run(job: Any, records: list[Any], batch_size: int, label: str) -> list[Any]:
+    from ..output import progress_bar
 
-    outputs: list[dict[str, Any]] = []
     with progress_bar(sys.stderr.isatty(), len(records)) as advance:
-        for start in range(0, len(records), batch_size):
-            batch = records[start : start + batch_size]
-            outputs += task.run(batch, config)
-            advance(len(batch))
-    failed = [out for out in outputs if out.get("error")]
+        outputs = run_records(job, records, batch_size, advance)
+    failed = [out for out in outputs if out.error is not None]
     if failed:
         warn(f"{label}: {len(failed)} of {len(outputs)} records failed and score 0 "
-             f"(first: {failed[0]['id']}: {failed[0]['error']})")
+             f"(first: {failed[0].id}: {failed[0].error})")
     return outputs
 
 
-def _texts(outputs: list[dict[str, Any]]) -> list[str]:
-    return [out["outputs"][0]["text"] if out.get("outputs") else "" for out in outputs]
+def _texts(outputs: list[Any]) -> list[str]:
+    return [out.text for out in outputs]
 
 
 def summarize(
@@ -83,42 +80,30 @@ def summarize(
     pairs = read_summary_pairs(data, text_field=text_field, ref_field=ref_field)[:limit]
     if not pairs:
         fail(f"--data {data}: no records to evaluate")
-    from .engine import Engine, EngineError, resolve_model
-
-    user = _settings()
     overrides = {k: v for k, v in (("num_beams", beam), ("max_new_tokens", max_new_tokens)) if v is not None}
-    try:
-        info = resolve_model("summarize", model, user)
-        engine = Engine(user, _device(device, user), allow_pickle=allow_pickle)
-        config = engine.config("summarize", info, overrides)
-        task = engine.task("summarize", info)
-        if copy is not None:
-            task.configure(copy=copy)
-    except (EngineError, ValueError) as exc:
-        fail(str(exc))
+    job = eval_job("summarize", model, device, allow_pickle, overrides, {"copy": copy} if copy is not None else {})
+    info, config, task = job.info, job.config, job.task
     from textgen.summarize.evaluate import baseline_summaries, implementation, score_summaries, unit_note
 
     records = [rec for rec, _ in pairs]
     references = [ref for _, ref in pairs]
     systems: dict[str, list[str]] = {}
-    runs: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, list[Any]] = {}
     if not extract_only:
-        task.configure(extract_only=False)
-        runs["model"] = _run(task, records, config, batch_size, "model")
+        runs["model"] = _run(replace(job, task=task.with_options(extract_only=False)), records, batch_size, "model")
         systems["model"] = _texts(runs["model"])
-    task.configure(extract_only=True)
-    runs["extract-only"] = _run(task, records, config, batch_size, "extract-only")
+    runs["extract-only"] = _run(replace(job, task=task.with_options(extract_only=True)), records, batch_size, "extract-only")
     systems["extract-only"] = _texts(runs["extract-only"])
     if baselines:
         systems.update(baseline_summaries([rec.text or "" for rec in records], references, chars))
     scores = {name: score_summaries(texts, references) for name, texts in systems.items()}
-    failed = {name: sum(bool(o.get("error")) for o in outs) for name, outs in runs.items()}
-    method = next((o["extraction"]["method"] for o in runs["extract-only"] if "extraction" in o), None)
+    failed = {name: sum(o.error is not None for o in outs) for name, outs in runs.items()}
+    method = next((o.extras["extraction"]["method"] for o in runs["extract-only"] if "extraction" in o.extras), None)
     if predictions is not None:
         with predictions.open("w", encoding="utf-8") as f:
             for k, (rec, ref) in enumerate(pairs):
                 row = {"id": rec.id, "reference": ref, **{name: texts[k] for name, texts in systems.items()}}
-                extraction = runs["extract-only"][k].get("extraction")
+                extraction = runs["extract-only"][k].extras.get("extraction")
                 if extraction:
                     row["extraction"] = extraction["clauses"]
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")

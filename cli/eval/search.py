@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .console import fail, say
-from .eval import DataOption, DeviceOption, FormatOption, LimitOption, PickleOption, ReportFormat, _emit, load_eval_task
+from ..console import fail, say
+from .common import DataOption, DeviceOption, FormatOption, LimitOption, PickleOption, ReportFormat, _emit, eval_job
 
 
 def read_keyword_sets(data: Path) -> list[Any]:
@@ -91,18 +91,18 @@ def search(
     sets = read_keyword_sets(data)[:limit]
     texts, judge_source = judge_texts(judge_data, [s.reference for s in sets])
     overrides = {"seed": seed, **({"top_k": top_k} if top_k is not None else {})}
-    info, config, task = load_eval_task("search", model, device, allow_pickle, overrides)
-    task.configure(mode="keywords", **{k: v for k, v in {"steps": steps, "chains": chains}.items() if v is not None})
+    options = {"mode": "keywords", **{k: v for k, v in {"steps": steps, "chains": chains}.items() if v is not None}}
+    job = eval_job("search", model, device, allow_pickle, overrides, options)
+    info, config, task = job.info, job.config, job.task
     from textgen.io import Record
     from textgen.search.evaluate import report, run_sets, train_judge
 
-    from .output import progress_bar
+    from ..output import progress_bar
 
     def one(keywords: list[str]) -> tuple[str, int, float, str | None]:
         out = task.run([Record("set", "", fields={"keywords": keywords})], config)[0]
-        stats = out.get("search", {})
-        text = out["outputs"][0]["text"] if out["outputs"] else ""
-        return text, stats.get("proposals", 0), stats.get("seconds", 0.0), out.get("error")
+        stats = out.extras.get("search", {})
+        return out.text, stats.get("proposals", 0), stats.get("seconds", 0.0), out.error
 
     say(f"searching {len(sets)} keyword sets with {info.name}")
     with progress_bar(sys.stderr.isatty(), len(sets)) as advance:
