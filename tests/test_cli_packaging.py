@@ -62,3 +62,24 @@ def test_wheel_holds_the_cli_under_textgen(tmp_path: Path):
     assert not any(n.startswith("cli/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "textgen = textgen.cli.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_ci_runs_exactly_the_readmes_two_set_up_commands():
+    """CI must test the install users get: .ci/run executes the README's two Start commands, in
+    order, nothing before them; the first takes PyTorch's CPU build (a newcomer's plain `pip install .`
+    pulled 3.2 GB of CUDA libraries for a CPU-only machine)."""
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    start = (root / "README.md").read_text(encoding="utf-8").split("## Start", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.strip() for b in re.findall(r"```bash\n(.*?)```", start, re.S)]
+    assert len(blocks) == 2
+    assert blocks[0].startswith("pip install torch==") and "whl/cpu" in blocks[0] and "textgen title" in blocks[0]
+    assert blocks[1] == "pip install -e '.[test]' && pytest"
+    script = (root / ".ci" / "run").read_text(encoding="utf-8")
+    assert "pip install" not in script.replace("README", "")  # no install of its own
+    # The script's extraction step, run alone, yields exactly those commands.
+    extract = script.split("python3 - <<'PY' > /tmp/textgen-ci-commands.sh\n", 1)[1].split("\nPY\n", 1)[0]
+    printed = subprocess.run(["python3", "-c", extract], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert printed.splitlines() == ["set -euxo pipefail", *blocks]

@@ -72,6 +72,7 @@ def test_a_chat_model_defaults_to_copying_titles():
     from textgen.tasks import TASKS
 
     assert TASKS["title"].chat_defaults == {"copy": "text"} and TASKS["qa"].chat_defaults["question_beams"] > 1
+    assert TASKS["summarize"].chat_defaults == {"extract_only": True}
 
 
 def test_qa_answers_are_spans_of_the_passage(chat_gguf: Path):

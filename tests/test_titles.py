@@ -154,3 +154,20 @@ def test_a_selector_of_other_weights_is_refused(selector_model, tmp_path):
     adapter = load_task("title", str(other), model="other").adapter
     selector, reason = selector_for(other, adapter)
     assert selector is None and "other backbone weights" in reason
+
+
+def test_method_clause_warns_about_decoding_flags_and_caps_a_headline(selector_model):
+    """--beam, --max-new-tokens, --sample do nothing for a chosen clause: say so; a text without
+    punctuation is one clause, and no headline is 256 characters long."""
+    from textgen.tasks.title import MAX_CLAUSE_CHARS
+
+    model, _ = selector_model
+    done = run("title", "--model", str(model), "--method", "clause", "--beam", "5", "--max-new-tokens", "9", "今天天气很好。我们去公园。")
+    assert done.exit_code == 0 and "--beam, --max-new-tokens are ignored: --method clause" in done.output
+    quiet = run("title", "--model", str(model), "--method", "clause", "-n", "2", "今天天气很好。我们去公园。")
+    assert "ignored" not in quiet.output  # -n is what clause reads
+    endless = "今天天气很好我们一起去公园散步然后去图书馆看书再去商场买东西" * 8
+    task = load_task("title", str(model), method="clause")
+    out = task.run([Record("a", endless)], build_config({}))[0]
+    assert 0 < len(out.text) <= MAX_CLAUSE_CHARS and endless.startswith(out.text)
+    assert any(f"longer than {MAX_CLAUSE_CHARS} characters" in w for w in out.warnings)

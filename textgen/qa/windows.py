@@ -1,7 +1,7 @@
 """Passage windows: what the model reads around an answer, and the tiles that cover a long passage.
 
 The multitask model learned QA from windows of at most ``QA_WINDOW`` characters around the answer
-(``textgen.training.multitask.qa_window``), so inference reads the same windows: a question is
+(``qa_window``, which the multitask training uses too), so inference reads the same windows: a question is
 asked from the window centred on its answer, and free generation samples answers from windows
 (tiles) that cover the whole passage, so answers come from every part of a long passage. Offsets
 are always kept in the whole passage.
@@ -10,9 +10,23 @@ are always kept in the whole passage.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
-from textgen.training.multitask import QA_WINDOW, qa_window
+QA_WINDOW = 200  # passage characters around the answer (what the multitask model trains on)
+
+
+def qa_window(passage: str, start: int, length: int, size: int = QA_WINDOW, rng: random.Random | None = None) -> tuple[str, int]:
+    """At most ``size`` characters of ``passage`` holding the span ``[start, start+length)``; with
+    ``rng`` the span sits at a random place in the window, else in its middle. Returns the window
+    and the span's offset in it."""
+    if len(passage) <= size:
+        return passage, start
+    room = max(size - length, 0)
+    before = rng.randint(0, room) if rng else room // 2
+    lo = max(0, min(start - before, len(passage) - size))
+    return passage[lo : lo + size], start - lo
+
 
 
 @dataclass(frozen=True)

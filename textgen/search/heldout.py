@@ -77,9 +77,3 @@ def keyword_sets(
         if len(found) >= min_keywords and len(best) <= max_chars:
             out.append(KeywordSet(f"csl-kg-{split}-{k}", found, best))
     return out
-
-
-def write_jsonl(sets: list[KeywordSet], path: Path) -> Path:
-    """The sets as ``textgen eval search --data`` reads them (write it outside the repository)."""
-    path.write_text("".join(s.to_json() + "\n" for s in sets), encoding="utf-8")
-    return path

@@ -31,19 +31,18 @@ from textgen.tokenizer import ChineseTokenizer
 from textgen.training import corpus
 from textgen.training.copy_labels import copy_tags
 from textgen.training.data import TokenData, packed_windows, specials_of
+from textgen.qa.windows import qa_window
 from textgen.training.objectives import LossModel, batch_loss, causal_batch, seq2seq_batch
 
 PREFIX = {"title": "标题：", "summarize": "摘要：", "qa": "问答：", "qa_check": "阅读："}
 SCHEDULE = ("causal", "title", "masked", "qa", "causal", "title", "summary", "span", "causal", "title")
 LIMITS = {"title": (200, 40), "summary": (320, 160), "qa": (160, 72)}
-QA_WINDOW = 200  # passage characters around the answer
-# Task switches the shipped model presets in its textgen.json ("options"): titles are built from
-# pieces of the article (no made-up numbers; docs/decoding.md "Copy"); QA questions follow the copy
-# head (1.5-2.4 ROUGE-L points better than the number rule alone on qa-dev, docs/qa.md).
-# The multitask model's task presets, chosen by measurement (docs/qa.md, docs/summarize.md): its
-# written questions and summaries lose to the rule questions (qa-test ROUGE-L 23.9 vs 37.6) and to
-# its own extraction (legal-test 16.9 vs 23.9), so those are the defaults; --questions model and
-# --no-extract-only bring the generator back.
+# Task switches the shipped model presets in its textgen.json ("options"), chosen by measurement:
+# titles are built from pieces of the article (no made-up numbers; docs/decoding.md "Copy"); its
+# written questions, which follow the copy head (1.5-2.4 ROUGE-L points better than the number rule
+# alone on qa-dev, docs/qa.md), still lose to the rule questions (qa-test ROUGE-L 23.9 vs 37.6), and
+# its written summaries to its own extraction (legal-test 16.9 vs 23.9, docs/summarize.md): so the
+# rule and the extraction are the defaults; --questions model and --no-extract-only bring back the generator.
 PRESETS = {"title": {"copy": "text"}, "qa": {"copy": "head", "questions": "rule"}, "summarize": {"extract_only": True}}
 
 
@@ -125,18 +124,6 @@ def spaces_summary_items(tok: ChineseTokenizer, pairs: list[corpus.Pair], out_of
         for source in (extraction(p.source, p.target), second):
             items.append(_tagged(tok, PREFIX["summarize"] + source, tgt, ms))
     return items
-
-
-def qa_window(passage: str, start: int, length: int, size: int = QA_WINDOW, rng: random.Random | None = None) -> tuple[str, int]:
-    """At most ``size`` characters of ``passage`` holding the span ``[start, start+length)``; with
-    ``rng`` the span sits at a random place in the window, else in its middle. Returns the window
-    and the span's offset in it."""
-    if len(passage) <= size:
-        return passage, start
-    room = max(size - length, 0)
-    before = rng.randint(0, room) if rng else room // 2
-    lo = max(0, min(start - before, len(passage) - size))
-    return passage[lo : lo + size], start - lo
 
 
 def _qa_items(tok: ChineseTokenizer, triples: list[corpus.QA]) -> list[tuple]:

@@ -32,10 +32,6 @@ class Batch:
         copy = None if self.copy_labels is None else self.copy_labels.to(device)
         return Batch(self.mode, *(t.to(device) for t in (self.input_ids, self.token_type_ids, self.attention_mask, self.labels)), copy)
 
-    @property
-    def num_targets(self) -> int:
-        return int(self.labels.ne(IGNORE).sum())
-
 
 @dataclass(frozen=True)
 class Specials:
