@@ -286,6 +286,17 @@ def model_params() -> list[inspect.Parameter]:
             help="Chat models: a TOML file of task prompts (`textgen models prompts` prints the "
             "shipped ones to start from).",
         ),
+        _option(
+            "server",
+            str | None,
+            None,
+            "--server",
+            panel=MODEL,
+            show_default=False,
+            envvar="TEXTGEN_SERVER",
+            help="Run on a `textgen serve` at this URL (http://HOST:PORT) instead of loading a model here "
+            "(default: $TEXTGEN_SERVER; its token: $TEXTGEN_SERVE_TOKEN).",
+        ),
     ]
 
 

@@ -149,6 +149,8 @@ def _run_task(name: str, v: dict[str, Any]) -> int:
         fail(str(exc))
     overrides = decoding_overrides(v)
     if v["text"] is None and v["input"] is None and sys.stdin.isatty():
+        if v.get("server"):
+            fail("--server runs a text, -i FILE or piped input; the REPL runs here, without --server")
         from .repl import run_repl
 
         return run_repl(
@@ -176,6 +178,13 @@ def _run_task(name: str, v: dict[str, Any]) -> int:
     except BaseException:
         sink.close()  # a file made for this run, which never began, is removed
         raise
+    if v.get("server"):
+        from .client import run_remote
+
+        status = run_remote(name, records, sink, v, options=options, decoding=overrides)
+        if skipped:
+            say(f"textgen: {len(skipped)} folder(s) under {v['input']} could not be read")
+        return 1 if skipped and status == 0 else status
     if v["verbose"]:
         _describe(runner, job)
     for message in sink.resume_notes(made_with(job)["settings"]):
@@ -243,6 +252,8 @@ def _prepare(
         records = _records(v, exclude=sink.own_files(), on_skip=skip)
         if isinstance(records, list):
             sink.check_targets(records)
+        if v.get("server"):  # a `textgen serve` loads the model and checks the settings (cli/client.py)
+            return records, None, None
         with guard:
             runner = Runner(
                 device=v["device"].value if v["device"] else None, threads=v["threads"],

@@ -84,6 +84,11 @@ class ChatPrompts:
         """The tokens of ``text`` alone, as they appear inside a prompt."""
         return self._tokens(text)
 
+    def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
+        """The ids of a whole conversation rendered with the template, ready for the answer
+        (OpenAI-style chat completions: ``textgen.serve.openai``)."""
+        return self._tokens(self.render(messages))
+
     def _template(self, prompt: Prompt, values: Mapping[str, str]) -> str:
         messages = prompt.messages(**values)
         try:
