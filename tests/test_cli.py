@@ -260,7 +260,8 @@ def test_help_lists_every_command_and_title_defaults():
     meta = json.loads((EMBEDDED_DIR / DEFAULT_MODELS["title"] / "textgen.json").read_text(encoding="utf-8"))
     sets = {**meta["decoding"]["title"], **meta.get("options", {}).get("title", {})}
     assert f"Beam width; 1 turns beam search off. (title default: {sets.get('num_beams', 4)})" in title
-    assert f"The default model, {meta['name']}, sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) in title
+    assert f"Default model: {meta['name']} (built in" in title
+    assert "It sets: " + ", ".join(f"{k}={v}" for k, v in sets.items()) in title
 
 
 def test_version():

@@ -330,7 +330,7 @@ def test_long_and_empty_prompts(adapter):
     torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
-def test_model_without_bos_or_template(tmp_path):
+def test_model_without_bos_or_template(tmp_path, tiny_gguf):  # tiny_gguf: skipped without the tokenizer files
     path = write_tiny_qwen2(tmp_path / "no-bos.gguf", QWEN_TOKENIZER, layers=1, bos=False, chat_template=None)
     a = load_gguf(path, n_threads=1)
     try:
