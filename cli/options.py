@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-INPUT, OUTPUT, MODEL, DECODING = "Input", "Output", "Model", "Decoding"
+INPUT, OUTPUT, MODEL, DECODING, ENGINE = "Input", "Output", "Model", "Decoding", "Engine"
 
 
 class Format(str, Enum):
@@ -30,6 +30,11 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 class Dtype(str, Enum):
@@ -302,6 +307,39 @@ def model_params() -> list[inspect.Parameter]:
 
 def run_params() -> list[inspect.Parameter]:
     return [_option("batch_size", int, 8, "--batch-size", panel=MODEL, min=1, help="Records per decoder call.")]
+
+
+def engine_params() -> list[inspect.Parameter]:
+    return [
+        _option(
+            "engine",
+            Engine,
+            Engine.local,
+            "--engine",
+            panel=ENGINE,
+            help="local: this process; ray: a Ray cluster, one model per worker "
+            "(install the ray extra; docs/scale.md).",
+        ),
+        _option(
+            "ray_address",
+            str | None,
+            None,
+            "--ray-address",
+            panel=ENGINE,
+            show_default=False,
+            help="--engine ray: the cluster to join: auto, HOST:PORT or ray://HOST:10001 "
+            "(default: $RAY_ADDRESS, else a local Ray on this machine).",
+        ),
+        _option(
+            "workers",
+            int,
+            1,
+            "--workers",
+            panel=ENGINE,
+            min=1,
+            help="--engine ray: worker actors, each holding the model and using --threads CPUs.",
+        ),
+    ]
 
 
 def decoding_params(

@@ -38,12 +38,14 @@ from .options import (
     Format,
     decoding_overrides,
     decoding_params,
+    engine_params,
     input_params,
     model_params,
     output_params,
     run_params,
 )
 from .output import OutputError, Sink, StopGuard, Stopped, progress_bar, working
+from .ray_engine import check_engine_usage, run_ray, wants_ray
 from .stream import Stream, stream_wanted
 
 # A single record at least this long shows a spinner with the elapsed time on a terminal (a
@@ -82,7 +84,7 @@ def task_command(name: str) -> Callable[..., None]:
     # The flags' help shows what a bare run uses: the task's defaults as the default model changes them.
     shown = {**cls.defaults, **(default_model.decoding.get(name, {}) if default_model else {})}
     decoding = decoding_params(name, shown, cls.decoding_fields)
-    params = input_params() + output_params() + model_params() + run_params() + decoding + extra
+    params = input_params() + output_params() + model_params() + run_params() + engine_params() + decoding + extra
 
     def command(**values: Any) -> None:
         raise typer.Exit(run_task(name, values))
@@ -200,8 +202,12 @@ def _run_task(name: str, v: dict[str, Any]) -> int:
     long = None
     if terminal and not bar and total == 1 and len(records[0].text or "") >= LONG_RECORD:
         long = f"{_DOING.get(name, name)} a {len(records[0].text or ''):,}-character document…"
-    status = _process(records, runner, job, sink, batch_size=v["batch_size"], progress=bar,
-                      total=total, stream=Stream() if streaming else None, status=long)
+    if wants_ray(v):
+        status = run_ray(name, v, records, runner, job, sink, options=options, overrides=overrides,
+                         progress=show, total=total)
+    else:
+        status = _process(records, runner, job, sink, batch_size=v["batch_size"], progress=bar,
+                          total=total, stream=Stream() if streaming else None, status=long)
     if skipped:
         say(f"textgen: {len(skipped)} folder(s) under {v['input']} could not be read")
     return 1 if skipped and status == 0 else status
@@ -298,6 +304,7 @@ def _check_usage(v: dict[str, Any]) -> None:
         except ValueError as exc:
             fail(f"--encoding: {exc}")
     _unused_flags(v)
+    check_engine_usage(v)
     if v["input"] is None:
         return
     if not v["input"].exists():
