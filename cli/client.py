@@ -37,7 +37,7 @@ from textgen.output import Output
 
 from .console import error, fail, is_quiet, say, warn
 from .options import FLAG_NAMES
-from .output import OutputError, Sink, Stopped, progress_bar
+from .output import OutputError, Sink, Stopped, Tally, progress_bar
 
 TOKEN_ENV = "TEXTGEN_SERVE_TOKEN"
 # Flags that choose how a model loads here; with --server the server's models are used.
@@ -163,7 +163,7 @@ def _process(client: Client, task: str, model: str, records: Iterable[Record], s
     total = len(records) if isinstance(records, list) else None
     terminal = v.get("progress") is not False and not is_quiet() and sys.stderr.isatty()
     show = v["progress"] if v.get("progress") is not None else terminal and (total is None or total > 1)
-    written = failed = seen = 0
+    tally, seen = Tally(sink), 0
     try:
         with sink.guard, progress_bar(show, total) as advance:
             sink.begin()
@@ -177,35 +177,18 @@ def _process(client: Client, task: str, model: str, records: Iterable[Record], s
                     else:
                         todo.append(rec)
                 for rec, out in _answer(client, task, model, todo, settings, max_bytes, v.get("field")):
-                    _report(out)
-                    sink.write(rec, out)
-                    written += 1
-                    failed += out.error is not None
+                    tally.record(rec, out)
                     advance(1)
-    except Stopped as stop:
-        then = ("rerun with --resume to finish" if sink.resumable else
-                "only JSONL written to a file (--format jsonl -o FILE, or --output-dir) can be finished with --resume")
-        error(f"stopped by {signal.Signals(stop.signum).name} after {written} records; {then}")
-        return 128 + stop.signum
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OutputError as exc:
-        error(str(exc))
-        return 1
+    except (Stopped, BrokenPipeError, OutputError) as exc:
+        return tally.ended(exc)
     except ServerError as exc:
         then = "; rerun with --resume to finish" if sink.resumable else ""
-        error(f"{exc}; stopped after {written} records{then}")
+        error(f"{exc}; stopped after {tally.written} records{then}")
         return 1
     finally:
         sink.close()
         client.close()
-    if not seen:
-        warn("no input records (blank lines are not records)")
-    if failed:
-        say(f"textgen: {failed} of {written} records failed")
-        return 1
-    return 0
+    return tally.status(bool(seen))
 
 
 def _payload(rec: Record, field: str | None) -> dict[str, Any]:
@@ -270,8 +253,3 @@ def _failed(rec: Record, task: str, model: str, message: str) -> Output:
     return Output(rec.id, task, model, warnings=list(rec.warnings), error=message)
 
 
-def _report(out: Output) -> None:
-    for message in out.warnings:
-        warn(f"[{out.id}] {message}")
-    if out.error is not None:
-        error(f"[{out.id}] {out.error}")

@@ -36,7 +36,7 @@ from typing import Any
 from textgen.io import NotOurOutput, Record, Scan, id_key, scan_output
 from textgen.output import Output, format_jsonl, format_text
 
-from .console import note, set_live_console
+from .console import error, note, say, set_live_console, warn
 
 try:
     import fcntl
@@ -491,3 +491,48 @@ def progress_bar(enabled: bool, total: int | None) -> Iterator[Callable[[int], N
             yield lambda n: bar.advance(task, n)
         finally:
             set_live_console(None)
+
+
+class Tally:
+    """What a batch run wrote and how it ends, the same for a local run, ``--server`` and
+    ``--engine ray``: each output's warnings and error reported and the output written, the stops
+    and output failures turned into exit statuses, and the closing summary."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.written = self.failed = 0
+
+    def record(self, rec: Record, out: Output, *, shown: bool = False) -> None:
+        """Report ``out`` and write it (``shown``: its line is already printed, streamed)."""
+        for message in out.warnings:
+            warn(f"[{out.id}] {message}")
+        if out.error is not None:
+            error(f"[{out.id}] {out.error}")
+        if not shown:
+            self.sink.write(rec, out)
+        self.written += 1
+        self.failed += out.error is not None
+
+    def ended(self, exc: BaseException) -> int:
+        """The exit status of a run ended by ``exc`` (``Stopped``, ``BrokenPipeError`` or ``OutputError``)."""
+        if isinstance(exc, Stopped):
+            then = ("rerun with --resume to finish" if self.sink.resumable else
+                    "only JSONL written to a file (--format jsonl -o FILE, or --output-dir) can be finished with --resume")
+            error(f"stopped by {signal.Signals(exc.signum).name} after {self.written} records; {then}")
+            return 128 + exc.signum
+        if isinstance(exc, BrokenPipeError):
+            # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
+            # stdout from failing again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        error(str(exc))
+        return 1
+
+    def status(self, seen: bool) -> int:
+        """The exit status of a run that went through, with its summary line."""
+        if not seen:
+            warn("no input records (blank lines are not records)")
+        if self.failed:
+            say(f"textgen: {self.failed} of {self.written} records failed")
+            return 1
+        return 0

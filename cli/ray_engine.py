@@ -14,7 +14,6 @@ of its own, and the guard's must be the one in force while records are written.
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ from textgen.output import Output
 from textgen.runner import Job, Runner, made_with
 
 from .console import error, fail, say, warn
-from .output import OutputError, Sink, Stopped, progress_bar
+from .output import OutputError, Sink, Stopped, Tally, progress_bar
 
 
 def _engine(v: dict[str, Any]) -> str:
@@ -78,7 +77,7 @@ def run_ray(
     records = list(records)  # a piped stream is read whole: Ray schedules batches of a known list
     workers, threads = v.get("workers") or 1, v.get("threads") or 1
     stamp = made_with(job)
-    written = failed = 0
+    tally = Tally(sink)
 
     def on_message(message: str) -> None:
         warn(f"ray: {message}")
@@ -111,50 +110,24 @@ def run_ray(
                         todo.append(rec)
 
                 def write(rec: Record, data: dict[str, Any]) -> None:
-                    nonlocal written, failed
                     out = Output.from_dict(data)
                     out.made_with = stamp
-                    _report(out)
-                    sink.write(rec, out)
-                    written += 1
-                    failed += out.error is not None
+                    tally.record(rec, out)
                     advance(1)
 
                 summary = run_on_ray(
                     name, v.get("model"), options, overrides, todo, on_output=write, workers=workers, threads=threads,
                     batch_size=v["batch_size"], runner=runner_options(runner), on_message=on_message,
                 )
-        except Stopped as stop:
-            then = ("rerun with --resume to finish" if sink.resumable else
-                    "only JSONL written to a file (--format jsonl -o FILE, or --output-dir) can be finished with --resume")
-            error(f"stopped by {signal.Signals(stop.signum).name} after {written} records; {then}")
-            return 128 + stop.signum
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-        except OutputError as exc:
-            error(str(exc))
-            return 1
+        except (Stopped, BrokenPipeError, OutputError) as exc:
+            return tally.ended(exc)
         except RayError as exc:
             then = "; rerun with --resume to finish" if sink.resumable else ""
-            error(f"{exc} (after {written} records){then}")
+            error(f"{exc} (after {tally.written} records){then}")
             return 1
         finally:
             sink.close()
     if v.get("verbose") and summary.retried_batches:
         say(f"textgen: ray: {summary.retried_batches} batch starts on restarted workers, "
             f"{summary.lost_records} records given up")
-    if not records:
-        warn("no input records (blank lines are not records)")
-    if failed:
-        say(f"textgen: {failed} of {written} records failed")
-        return 1
-    return 0
-
-
-def _report(out: Output) -> None:
-    """A record's warnings and error on stderr, as a local run reports them (``cli.tasks``)."""
-    for message in out.warnings:
-        warn(f"[{out.id}] {message}")
-    if out.error is not None:
-        error(f"[{out.id}] {out.error}")
+    return tally.status(bool(records))

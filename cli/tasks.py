@@ -17,7 +17,6 @@ they were made with. ``-q`` silences warnings and notes, ``-v`` prints the model
 from __future__ import annotations
 
 import inspect
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +27,6 @@ import typer
 
 from textgen.io import Record, check_encoding, read_path, read_stream, read_text, unique_ids
 from textgen.models.registry import ModelInfo, ModelNotFound, resolve
-from textgen.output import Output
 from textgen.runner import Job, Runner, RunError, made_with
 from textgen.tasks import DEFAULT_MODELS, TASKS, Task
 
@@ -44,7 +42,7 @@ from .options import (
     output_params,
     run_params,
 )
-from .output import OutputError, Sink, StopGuard, Stopped, progress_bar, working
+from .output import OutputError, Sink, StopGuard, Stopped, Tally, progress_bar, working
 from .ray_engine import check_engine_usage, run_ray, wants_ray
 from .stream import Stream, stream_wanted
 
@@ -370,7 +368,7 @@ def _process(
 ) -> int:
     """Run the records through the job into the sink; ``status``: a spinner line while the one
     (long) record runs, ended by its first streamed piece or its output."""
-    written = failed = seen = 0
+    tally, seen = Tally(sink), 0
     stamp = made_with(job)
     try:
         with sink.guard, progress_bar(progress, total) as advance, working(status) as stop_status:
@@ -388,35 +386,14 @@ def _process(
             for rec, out in runner.run(job, counted, batch_size=batch_size, on_text=stream, skip=done):
                 stop_status()
                 out.made_with = stamp
-                streamed = stream is not None and stream.close(out)  # its line is printed
-                _report(out)
-                if not streamed:
-                    sink.write(rec, out)
-                written += 1
-                failed += out.error is not None
+                tally.record(rec, out, shown=stream is not None and stream.close(out))
                 advance(1)
             seen = counted.seen
-    except Stopped as stop:
-        then = ("rerun with --resume to finish" if sink.resumable else
-                "only JSONL written to a file (--format jsonl -o FILE, or --output-dir) can be finished with --resume")
-        error(f"stopped by {signal.Signals(stop.signum).name} after {written} records; {then}")
-        return 128 + stop.signum
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
-        # stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OutputError as exc:
-        error(str(exc))
-        return 1
+    except (Stopped, BrokenPipeError, OutputError) as exc:
+        return tally.ended(exc)
     finally:
         sink.close()
-    if not seen:
-        warn("no input records (blank lines are not records)")
-    if failed:
-        say(f"textgen: {failed} of {written} records failed")
-        return 1
-    return 0
+    return tally.status(bool(seen))
 
 
 class _Counted:
@@ -431,8 +408,3 @@ class _Counted:
             yield rec
 
 
-def _report(out: Output) -> None:
-    for message in out.warnings:
-        warn(f"[{out.id}] {message}")
-    if out.error is not None:
-        error(f"[{out.id}] {out.error}")

@@ -37,14 +37,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from textgen.paths import config_path
+from textgen.paths import config_path, replace_file
 
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("bf16", "fp16", "fp32")
@@ -215,17 +214,7 @@ def set_task_model(task: str, name: str, path: str | Path | None = None) -> Path
     if not isinstance(table, dict) or after != {**before, task: {**table, "model": name}}:
         raise ConfigError(f"cannot set the {task} model in {path} safely; add the line {line} under [{task}] by hand")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(new)
-            if path.exists():
-                os.chmod(tmp, path.stat().st_mode & 0o7777)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, new)
     except OSError as exc:
         raise ConfigError(f"cannot write the config file {path}: {exc.strerror or exc}") from None
     return path

@@ -38,7 +38,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -546,7 +545,7 @@ def set_default(name: str, path: str | Path | None = None) -> Path:
     ``textgen.paths.config_path()``), creating it if needed; the rest of the file is kept as
     it is. Returns the file's path. Refuses (``StoreError``) a file that is not valid TOML, or
     one where the change would alter anything else."""
-    from textgen.paths import config_path
+    from textgen.paths import config_path, replace_file
 
     path = Path(path).expanduser() if path is not None else config_path()
     try:
@@ -573,17 +572,7 @@ def set_default(name: str, path: str | Path | None = None) -> Path:
     if after != {**before, "model": name}:
         raise StoreError(f"cannot set the default model in {path} safely; add the line {line} at its top by hand")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(new)
-            if path.exists():
-                shutil.copymode(path, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(path, new)
     except OSError as exc:
         raise StoreError(f"cannot write the config file {path}: {exc.strerror or exc}") from None
     return path
